@@ -11,6 +11,9 @@ typedef struct Events Events;
 typedef struct Loop Loop;
 typedef struct RpcServer RpcServer;
 typedef struct Bus Bus;
+typedef struct InterpCache InterpCache;
+typedef struct Notifier Notifier;
+typedef struct Workspace Workspace;
 
 /* Everything the daemon owns, in one place (systemd's Manager, in spirit). Domain modules see this struct
  * but only through the plain-C parts: config, store, events. */
@@ -25,6 +28,10 @@ typedef struct Daemon {
         Events *events;
         RpcServer *rpc;
         Bus *bus;
+        Notifier *notifier;
+
+        Workspace *workspaces; /* the registry (workspace.c), in creation order */
+        InterpCache *interp_cache; /* interp.c's verdicts per (interpreter, mtime) */
 
         uint64_t started_at;   /* µs, CLOCK_REALTIME */
         char *started_at_iso;  /* the same, formatted once for daemon.info */

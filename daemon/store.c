@@ -7,13 +7,7 @@
 
 #include "dj-log.h"
 #include "dj-util.h"
-#include "store.h"
-
-struct Store {
-        sqlite3 *db;
-        char *path;
-        unsigned version;
-};
+#include "store-internal.h"
 
 /* Forward migrations: entry N takes the schema from version N to N + 1. Never edit a released entry;
  * append a new one. */
@@ -30,13 +24,46 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
         "        stopped_at INTEGER);",
         /* 1 -> 2: why the daemon stopped */
         "ALTER TABLE daemon_starts ADD COLUMN stop_reason TEXT;",
+        /* 2 -> 3: workspaces, their servers' log lines, and the process groups of running children */
+        "CREATE TABLE workspaces ("
+        "        id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "        slug TEXT NOT NULL UNIQUE,"
+        "        name TEXT NOT NULL,"
+        "        path TEXT NOT NULL UNIQUE,"
+        "        settings_module TEXT,"
+        "        settings_source TEXT,"
+        "        python TEXT,"
+        "        interpreter TEXT,"
+        "        django_version TEXT,"
+        "        port INTEGER,"
+        "        last_port INTEGER,"
+        "        autostart INTEGER NOT NULL DEFAULT 0,"
+        "        autoreload INTEGER NOT NULL DEFAULT 1,"
+        "        migrate_on_start INTEGER NOT NULL DEFAULT 1,"
+        "        mode TEXT NOT NULL DEFAULT 'serve',"
+        "        created_at INTEGER NOT NULL,"
+        "        updated_at INTEGER NOT NULL);"
+        "CREATE TABLE server_log ("
+        "        workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,"
+        "        n INTEGER NOT NULL,"
+        "        time INTEGER NOT NULL,"
+        "        stream TEXT NOT NULL,"
+        "        level TEXT NOT NULL,"
+        "        text TEXT NOT NULL,"
+        "        PRIMARY KEY (workspace_id, n)) WITHOUT ROWID;"
+        "CREATE TABLE child_groups ("
+        "        pgid INTEGER PRIMARY KEY NOT NULL,"
+        "        pid INTEGER NOT NULL,"
+        "        start_time INTEGER NOT NULL,"
+        "        owner TEXT NOT NULL,"
+        "        started_at INTEGER NOT NULL);",
 };
 
-static int store_error(Store *s, DjError *reterr, const char *what) {
+int store_error(Store *s, DjError *reterr, const char *what) {
         return dj_error_set(reterr, DJ_E_INTERNAL, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
-static int store_exec(Store *s, const char *sql) {
+int store_exec(Store *s, const char *sql) {
         char *err = NULL;
 
         if (sqlite3_exec(s->db, sql, NULL, NULL, &err) != SQLITE_OK) {

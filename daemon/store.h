@@ -8,7 +8,7 @@
 
 typedef struct Store Store;
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* Opens (creating when missing) the SQLite store at path: checks it with PRAGMA quick_check before
  * writing anything (a damaged file is left untouched and the error names it), then WAL, foreign keys, a
