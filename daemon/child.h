@@ -39,14 +39,14 @@ static inline bool child_exit_success(const ChildExit *e) {
 }
 
 typedef struct ChildSpec {
-        char *const *argv;  /* argv[0] is run as given when it contains '/', else searched in envp's PATH */
-        char *const *envp;  /* the complete environment: nothing of the daemon's own is inherited */
-        const char *cwd;    /* NULL: the daemon's */
-        int listen_fd;      /* >= 0: becomes the child's fd 3, with LISTEN_FDS=1 and LISTEN_PID=<its pid> */
-        bool notify;        /* give the child its own NOTIFY_SOCKET and report what it sends there */
-        int pdeath_signal;  /* 0: SIGTERM */
-        const char *owner;  /* recorded with the process group in the store ("server:atlas"); NULL: not */
-        Store *store;       /* where to record it (required with owner) */
+        char *const *argv; /* argv[0] is run as given when it contains '/', else searched in envp's PATH */
+        char *const *envp; /* the complete environment: nothing of the daemon's own is inherited */
+        const char *cwd;   /* NULL: the daemon's */
+        int listen_fd;     /* >= 0: becomes the child's fd 3, with LISTEN_FDS=1 and LISTEN_PID=<its pid> */
+        bool notify;       /* give the child its own NOTIFY_SOCKET and report what it sends there */
+        int pdeath_signal; /* 0: SIGTERM */
+        const char *owner; /* recorded with the process group in the store ("server:atlas"); NULL: not */
+        Store *store;      /* where to record it (required with owner) */
 } ChildSpec;
 
 typedef struct ChildOps {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "config-file.h"
 #include "dj-log.h"
 #include "dj-util.h"
@@ -165,6 +166,76 @@ static const ConfigItem config_items[_CONFIG_ITEM_MAX] = {
                                  { "DJDESK_SAMPLE_ROOT" },
                                  true,
                                  "installed samples" },
+        [CONFIG_SAMPLES_DIR] = { "paths",
+                                 "samples_dir",
+                                 CONFIG_TYPE_PATH,
+                                 OFF(samples_dir),
+                                 0,
+                                 0,
+                                 NULL,
+                                 { "DJDESK_SAMPLES_DIR" },
+                                 true,
+                                 "samples shipped with djdesk (read-only)" },
+        [CONFIG_SERVE_HELPER] = { "server",
+                                  "serve_helper",
+                                  CONFIG_TYPE_PATH,
+                                  OFF(serve_helper),
+                                  0,
+                                  0,
+                                  NULL,
+                                  { "DJDESK_SERVE" },
+                                  true,
+                                  "the djdesk-serve helper" },
+        [CONFIG_START_TIMEOUT] = { "server",
+                                   "start_timeout_sec",
+                                   CONFIG_TYPE_UINT,
+                                   OFF(start_timeout_sec),
+                                   1,
+                                   3600,
+                                   "60",
+                                   {},
+                                   true,
+                                   "a start not ready by then fails" },
+        [CONFIG_STOP_TIMEOUT] = { "server",
+                                  "stop_timeout_sec",
+                                  CONFIG_TYPE_UINT,
+                                  OFF(stop_timeout_sec),
+                                  1,
+                                  600,
+                                  "5",
+                                  {},
+                                  true,
+                                  "SIGKILL after this long" },
+        [CONFIG_RELOAD_DEBOUNCE] = { "server",
+                                     "reload_debounce_ms",
+                                     CONFIG_TYPE_UINT,
+                                     OFF(reload_debounce_ms),
+                                     10,
+                                     60000,
+                                     "300",
+                                     {},
+                                     true,
+                                     "quiet time before a code change reloads" },
+        [CONFIG_LOG_LINES] = { "server",
+                               "log_lines",
+                               CONFIG_TYPE_UINT,
+                               OFF(log_lines),
+                               10,
+                               1000000,
+                               "2000",
+                               {},
+                               true,
+                               "log lines kept in memory per workspace" },
+        [CONFIG_LOG_STORE_LINES] = { "server",
+                                     "log_store_lines",
+                                     CONFIG_TYPE_UINT,
+                                     OFF(log_store_lines),
+                                     0,
+                                     10000000,
+                                     "20000",
+                                     {},
+                                     true,
+                                     "log lines kept in the store per workspace" },
 };
 
 static const char *const dbus_mode_table[_DBUS_MODE_MAX] = {
@@ -412,6 +483,21 @@ static int config_fill_computed(Config *c) {
                 if (!c->database)
                         return -ENOMEM;
         }
+        if (!c->sample_root || !c->data_lab_root) {
+                free(dir);
+                dir = NULL;
+                r = xdg_data_home(&dir);
+                if (r < 0)
+                        return r;
+                if (!c->sample_root && !(c->sample_root = path_join(dir, "djdesk/samples")))
+                        return -ENOMEM;
+                if (!c->data_lab_root && !(c->data_lab_root = path_join(dir, "djdesk/data_lab")))
+                        return -ENOMEM;
+        }
+        if (!c->samples_dir && !(c->samples_dir = strdup(DJDESK_DATADIR "/samples")))
+                return -ENOMEM;
+        if (!c->serve_helper && !(c->serve_helper = strdup(DJDESK_LIBEXECDIR "/djdesk-serve")))
+                return -ENOMEM;
         return 0;
 }
 

@@ -21,6 +21,13 @@ typedef enum ConfigItemId {
         CONFIG_SETTINGS_MODULE,
         CONFIG_DATA_LAB_ROOT,
         CONFIG_SAMPLE_ROOT,
+        CONFIG_SAMPLES_DIR,
+        CONFIG_SERVE_HELPER,
+        CONFIG_START_TIMEOUT,
+        CONFIG_STOP_TIMEOUT,
+        CONFIG_RELOAD_DEBOUNCE,
+        CONFIG_LOG_LINES,
+        CONFIG_LOG_STORE_LINES,
         _CONFIG_ITEM_MAX,
         _CONFIG_ITEM_INVALID = -EINVAL,
 } ConfigItemId;
@@ -63,7 +70,14 @@ typedef struct Config {
         uint64_t force_port; /* 0: none */
         char *settings_module;
         char *data_lab_root;
-        char *sample_root;
+        char *sample_root;  /* where `sample install` copies samples */
+        char *samples_dir;  /* the read-only samples shipped with djdesk */
+        char *serve_helper; /* python/djdesk-serve */
+        uint64_t start_timeout_sec;
+        uint64_t stop_timeout_sec;
+        uint64_t reload_debounce_ms;
+        uint64_t log_lines;       /* per-workspace ring of server log lines */
+        uint64_t log_store_lines; /* per-workspace server log lines kept in the store */
 
         ConfigOrigin origin[_CONFIG_ITEM_MAX];
 } Config;

@@ -30,7 +30,7 @@ typedef struct Daemon {
         Bus *bus;
         Notifier *notifier;
 
-        Workspace *workspaces; /* the registry (workspace.c), in creation order */
+        Workspace *workspaces;     /* the registry (workspace.c), in creation order */
         InterpCache *interp_cache; /* interp.c's verdicts per (interpreter, mtime) */
 
         uint64_t started_at;   /* µs, CLOCK_REALTIME */

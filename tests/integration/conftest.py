@@ -33,6 +33,11 @@ DJDESKCTL = os.environ.get("DJDESKCTL")
 SOURCE_ROOT = os.environ.get("DJDESK_SOURCE_ROOT") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 UNITS = [u for u in (os.environ.get("DJDESK_UNITS") or "").split(":") if u]
+# The children's side: the helper and the samples straight from the source tree, and an interpreter that
+# can import Django (Debian's: the pyenv python3 first on PATH on these machines has no Django).
+SERVE_HELPER = os.path.join(SOURCE_ROOT, "python", "djdesk-serve")
+SAMPLES_DIR = os.path.join(SOURCE_ROOT, "samples")
+DJANGO_PYTHON = os.environ.get("DJDESK_TEST_PYTHON") or "/usr/bin/python3"
 
 READY_TIMEOUT = 20.0   # seconds; generous for sanitizer builds
 STOP_TIMEOUT = 15.0
@@ -103,6 +108,8 @@ class Tree:
             "XDG_STATE_HOME": self.state,
             "XDG_CONFIG_HOME": self.config,
             "XDG_DATA_HOME": self.data,
+            "DJDESK_SERVE": SERVE_HELPER,
+            "DJDESK_SAMPLES_DIR": SAMPLES_DIR,
         })
         self.daemons = []
         self.processes = []
@@ -133,6 +140,14 @@ class Tree:
             f.write(text)
         os.rename(tmp, path)
         return path
+
+    def copy_sample(self, name, dest=None):
+        """A writable copy of samples/NAME under the tree (home/projects/NAME by default); returns its path."""
+        dest = dest or os.path.join(self.home, "projects", name)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copytree(os.path.join(SAMPLES_DIR, name), dest,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "db.sqlite3", "meson.build"))
+        return dest
 
     def start(self, *args, **kw):
         d = Daemon(self, list(args), **kw)
