@@ -52,3 +52,7 @@ int loop_add_lines(Loop *l, int fd, size_t max_line, LoopLineFn cb, void *userda
 void loop_lines_drain(LoopSource *s, bool final);
 LoopSource *loop_source_free(LoopSource *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(LoopSource *, loop_source_free);
+
+/* Runs one iteration of the loop: waits until at least one event is active and dispatches the active ones
+ * (tests drive the loop with it). */
+int loop_run_once(Loop *l);

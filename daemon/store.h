@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "dj-error.h"
@@ -35,3 +36,19 @@ typedef enum StorePreviousShutdown {
 int store_daemon_started(Store *s, int pid, const char *version, uint64_t started_at, uint64_t *ret_id,
                          StorePreviousShutdown *ret_previous);
 int store_daemon_stopped(Store *s, uint64_t id, uint64_t stopped_at, const char *reason);
+
+/* child process groups (store-child.c) */
+typedef struct StoreChildGroup {
+        int pgid;
+        int pid;
+        uint64_t start_time; /* of the leader, clock ticks since boot (/proc/PID/stat field 22) */
+        char *owner;
+        uint64_t started_at; /* µs, CLOCK_REALTIME */
+} StoreChildGroup;
+
+/* Records a group (replacing a stale record with the same pgid). */
+int store_child_group_add(Store *s, int pgid, int pid, uint64_t start_time, const char *owner,
+                          uint64_t started_at);
+int store_child_group_remove(Store *s, int pgid); /* 0 also when there was no such record */
+int store_child_group_list(Store *s, StoreChildGroup **ret, size_t *ret_n);
+void store_child_group_free_many(StoreChildGroup *g, size_t n);

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store-internal.h"
+
+int store_child_group_add(Store *s, int pgid, int pid, uint64_t start_time, const char *owner,
+                          uint64_t started_at) {
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        assert_return(s && pgid > 0 && pid > 0 && owner);
+
+        if (sqlite3_prepare_v2(
+                    s->db,
+                    "INSERT OR REPLACE INTO child_groups (pgid, pid, start_time, owner, started_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        (void) sqlite3_bind_int(st, 1, pgid);
+        (void) sqlite3_bind_int(st, 2, pid);
+        (void) sqlite3_bind_int64(st, 3, (sqlite3_int64) start_time);
+        (void) sqlite3_bind_text(st, 4, owner, -1, SQLITE_STATIC);
+        (void) sqlite3_bind_int64(st, 5, (sqlite3_int64) started_at);
+        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+        sqlite3_finalize(st);
+        return r;
+}
+
+int store_child_group_remove(Store *s, int pgid) {
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        assert_return(s);
+
+        if (sqlite3_prepare_v2(s->db, "DELETE FROM child_groups WHERE pgid = ?", -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        (void) sqlite3_bind_int(st, 1, pgid);
+        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+        sqlite3_finalize(st);
+        return r;
+}
+
+void store_child_group_free_many(StoreChildGroup *g, size_t n) {
+        if (!g)
+                return;
+        for (size_t i = 0; i < n; i++)
+                free(g[i].owner);
+        free(g);
+}
+
+int store_child_group_list(Store *s, StoreChildGroup **ret, size_t *ret_n) {
+        StoreChildGroup *g = NULL;
+        sqlite3_stmt *st = NULL;
+        size_t n = 0;
+        int r;
+
+        assert_return(s && ret && ret_n);
+
+        if (sqlite3_prepare_v2(s->db,
+                               "SELECT pgid, pid, start_time, owner, started_at FROM child_groups "
+                               "ORDER BY started_at, pgid",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        for (;;) {
+                const unsigned char *owner;
+                StoreChildGroup *ng;
+
+                r = sqlite3_step(st);
+                if (r == SQLITE_DONE)
+                        break;
+                if (r != SQLITE_ROW) {
+                        r = -EIO;
+                        goto fail;
+                }
+                ng = realloc(g, (n + 1) * sizeof(*g));
+                if (!ng) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                g = ng;
+                owner = sqlite3_column_text(st, 3);
+                g[n] = (StoreChildGroup){
+                        .pgid = sqlite3_column_int(st, 0),
+                        .pid = sqlite3_column_int(st, 1),
+                        .start_time = (uint64_t) sqlite3_column_int64(st, 2),
+                        .owner = strdup(owner ? (const char *) owner : ""),
+                        .started_at = (uint64_t) sqlite3_column_int64(st, 4),
+                };
+                n++;
+                if (!g[n - 1].owner) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        sqlite3_finalize(st);
+        *ret = g;
+        *ret_n = n;
+        return 0;
+
+fail:
+        sqlite3_finalize(st);
+        store_child_group_free_many(g, n);
+        return r;
+}

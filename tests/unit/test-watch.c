@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "dj-util.h"
+#include "loop.h"
+#include "watch.h"
+
+#define DEBOUNCE (50 * USEC_PER_MSEC)
+
+static Daemon daemon_stub;
+static Loop *loop;
+static char tmpdir[64];
+
+typedef struct Fired {
+        unsigned n;
+        char *paths[8];
+} Fired;
+
+static void fired_done(Fired *f) {
+        for (unsigned i = 0; i < f->n && i < ELEMENTSOF(f->paths); i++)
+                free(f->paths[i]);
+        *f = (Fired){};
+}
+
+static void fired_cb(Watch *w, const char *path, void *userdata) {
+        Fired *f = userdata;
+
+        if (f->n < ELEMENTSOF(f->paths))
+                f->paths[f->n] = strdup(path);
+        f->n++;
+}
+
+static void timeout_cb(LoopSource *s, void *userdata) {
+        *(bool *) userdata = true;
+}
+
+/* Runs the loop for usec. */
+static void run_for(uint64_t usec) {
+        _cleanup_(loop_source_freep) LoopSource *t = NULL;
+        bool done = false;
+
+        assert_int_equal(loop_add_timer(loop, timeout_cb, &done, &t), 0);
+        assert_int_equal(loop_timer_arm(t, usec), 0);
+        while (!done)
+                assert_int_equal(loop_run_once(loop), 0);
+}
+
+/* Runs the loop until the watch fired n times (5 s at most), then a few debounce periods more to catch a
+ * firing too many. */
+static void run_until_fired(Fired *f, unsigned n) {
+        _cleanup_(loop_source_freep) LoopSource *t = NULL;
+        bool timed_out = false;
+
+        assert_int_equal(loop_add_timer(loop, timeout_cb, &timed_out, &t), 0);
+        assert_int_equal(loop_timer_arm(t, 5 * USEC_PER_SEC), 0);
+        while (f->n < n && !timed_out)
+                assert_int_equal(loop_run_once(loop), 0);
+        assert_false(timed_out);
+        run_for(4 * DEBOUNCE);
+        assert_int_equal(f->n, n);
+}
+
+static void run_until_dirs(Watch *w, unsigned n) {
+        _cleanup_(loop_source_freep) LoopSource *t = NULL;
+        bool timed_out = false;
+
+        assert_int_equal(loop_add_timer(loop, timeout_cb, &timed_out, &t), 0);
+        assert_int_equal(loop_timer_arm(t, 5 * USEC_PER_SEC), 0);
+        while (watch_n_dirs(w) != n && !timed_out)
+                assert_int_equal(loop_run_once(loop), 0);
+        assert_false(timed_out);
+}
+
+static void put(const char *rel, const char *content) {
+        _cleanup_free_ char *p = path_join(tmpdir, rel);
+        int fd;
+
+        fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, content, strlen(content)), (ssize_t) strlen(content));
+        assert_int_equal(close(fd), 0);
+}
+
+static void mkd(const char *rel) {
+        _cleanup_free_ char *p = path_join(tmpdir, rel);
+
+        assert_int_equal(mkdir(p, 0755), 0);
+}
+
+static int setup(void **state) {
+        static const char *const dirs[] = {
+                "app",       "app/__pycache__", ".git",           "node_modules", "node_modules/pkg",
+                "venv",      "venv/lib",        "media",          "staticfiles",  "static_root",
+                "templates", "app/.hidden",     "app/migrations",
+        };
+
+        strcpy(tmpdir, "/tmp/djdesk-test-watch-XXXXXX");
+        assert_non_null(mkdtemp(tmpdir));
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+                mkd(dirs[i]);
+        put("manage.py", "");
+        put("app/views.py", "");
+        put("venv/pyvenv.cfg", "home = /usr/bin\n");
+        assert_int_equal(loop_new(&daemon_stub, &loop), 0);
+        return 0;
+}
+
+static int teardown(void **state) {
+        char cmd[128];
+
+        loop = loop_free(loop);
+        (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        assert_int_equal(system(cmd), 0);
+        return 0;
+}
+
+static void test_watch(void **state) {
+        _cleanup_(watch_freep) Watch *w = NULL;
+        Fired f = {};
+
+        assert_int_equal(watch_new(loop, tmpdir, DEBOUNCE, fired_cb, &f, &w), 0);
+        /* root, app, templates, app/migrations */
+        assert_int_equal(watch_n_dirs(w), 4);
+
+        /* One write: one firing, after the debounce. */
+        put("app/views.py", "x = 1\n");
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "app/views.py");
+        fired_done(&f);
+
+        /* A burst: one firing, with the first path. */
+        put("app/models.py", "");
+        put("templates/base.html", "");
+        put("app/migrations/0001_initial.py", "");
+        put("locale.mo", "");
+        put(".env", "DEBUG=1\n");
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "app/models.py");
+        fired_done(&f);
+
+        /* The settings' .env counts, though hidden. */
+        put(".env", "DEBUG=0\n");
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], ".env");
+        fired_done(&f);
+
+        /* What does not count, followed by what does: only the latter fires. */
+        put("app/__pycache__/views.cpython-311.pyc", "");
+        put("app/__pycache__/x.py", "");
+        put(".git/hook.py", "");
+        put("node_modules/pkg/index.json", "");
+        put("venv/lib/site.py", "");
+        put("media/upload.txt", "");
+        put("staticfiles/admin.json", "");
+        put("static_root/x.html", "");
+        put("app/.hidden/x.py", "");
+        put("app/views.pyc", "");
+        put("db.sqlite3", "");
+        put("app/.views.py.swp", "");
+        put("app/views.py~", "");
+        put("app/#views.py#", "");
+        put("app/.#views.py", "");
+        put("notes.md", "");
+        put("app/urls.py", "");
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "app/urls.py");
+        fired_done(&f);
+
+        /* Nothing at all: nothing fires. */
+        put("db.sqlite3", "more");
+        run_for(4 * DEBOUNCE);
+        assert_int_equal(f.n, 0);
+
+        /* A new directory is watched as it appears; its files count. */
+        mkd("app/sub");
+        run_until_dirs(w, 5);
+        put("app/sub/new.py", "");
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "app/sub/new.py");
+        fired_done(&f);
+
+        /* Even when the file is there before the watch is. */
+        mkd("pkg");
+        mkd("pkg/inner");
+        put("pkg/inner/mod.py", "");
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "pkg/inner/mod.py");
+        fired_done(&f);
+        assert_int_equal(watch_n_dirs(w), 7);
+
+        /* New directories that never hold code are not watched. */
+        mkd("app/__pycache__/deeper");
+        mkd("node_modules/other");
+        mkd(".venv");
+        mkd("app/sub/__pycache__");
+        put("app/sub/__pycache__/x.py", "");
+        put("app/sub/ok.py", "");
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "app/sub/ok.py");
+        fired_done(&f);
+        assert_int_equal(watch_n_dirs(w), 7);
+
+        /* A virtualenv made after the start is dropped once its pyvenv.cfg appears. */
+        mkd("env");
+        run_until_dirs(w, 8);
+        mkd("env/lib");
+        run_until_dirs(w, 9);
+        put("env/pyvenv.cfg", "");
+        run_until_dirs(w, 7);
+        put("env/lib/site.py", "");
+        put("app/admin.py", "");
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "app/admin.py");
+        fired_done(&f);
+
+        /* Deleting a watched directory forgets it; deleting code counts. */
+        {
+                char cmd[128];
+
+                (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s/pkg'", tmpdir);
+                assert_int_equal(system(cmd), 0);
+        }
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "pkg/inner/mod.py");
+        fired_done(&f);
+        assert_int_equal(watch_n_dirs(w), 5);
+}
+
+static void free_cb(Watch *w, const char *path, void *userdata) {
+        Watch **self = userdata;
+
+        *self = watch_free(w);
+}
+
+static void test_free_from_callback(void **state) {
+        Watch *w = NULL;
+
+        assert_int_equal(watch_new(loop, tmpdir, DEBOUNCE, free_cb, &w, &w), 0);
+        put("manage.py", "# changed\n");
+        while (w)
+                assert_int_equal(loop_run_once(loop), 0);
+}
+
+static void test_missing_root(void **state) {
+        Watch *w = NULL;
+
+        assert_int_equal(watch_new(loop, "/nonexistent/djdesk", DEBOUNCE, fired_cb, NULL, &w), -ENOENT);
+        assert_null(w);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_watch),
+                cmocka_unit_test(test_free_from_callback),
+                cmocka_unit_test(test_missing_root),
+        };
+
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
