@@ -19,12 +19,15 @@ typedef struct Interp Interp;
  *  - success: interpreter (absolute path) and django_version;
  *  - failure: reterr of kind DJ_E_INVALID whose message lists every candidate and why it was rejected
  *    ("/root/.pyenv/shims/python3: cannot import django (ModuleNotFoundError: No module named 'django')"),
- *    and err->value a JSON array [{"python": ..., "source": ..., "reason": ...}] (the same, structured). */
+ *    and err->value the same, structured, as a serialized JSON array
+ *    [{"python": ..., "path": ... (when found), "source": ..., "reason": ...}] (DjError values are strings). */
 typedef void (*InterpFindFn)(const char *interpreter, const char *django_version, const DjError *err,
                              void *userdata);
 
 /* configured: the workspace's python setting (NULL: none); project: its directory. The returned Interp
- * may be cancelled with interp_cancel (the callback then never runs); it frees itself after reporting. */
+ * may be cancelled with interp_cancel (the callback then never runs); it frees itself after reporting.
+ * When the verdict was reached without running anything (every candidate cached or missing), the callback
+ * has run already when interp_find returns, and *ret is NULL. Fails (-errno, no callback) only on OOM. */
 int interp_find(Daemon *d, const char *configured, const char *project, InterpFindFn cb, void *userdata,
                 Interp **ret);
 void interp_cancel(Interp *i);

@@ -56,6 +56,7 @@ struct Workspace {
         uint64_t updated_at; /* µs */
 
         Server *server; /* owned; always present */
+        bool removing;  /* workspace.remove is stopping its server */
 
         Workspace *prev, *next; /* Daemon.workspaces, in creation order */
 };
@@ -68,6 +69,32 @@ void workspaces_free(Daemon *d);
 
 Workspace *workspace_find(Daemon *d, const char *slug);
 size_t workspaces_count(Daemon *d);
+
+/* Frees a workspace that is not (or no longer) linked in the registry, and its server. */
+Workspace *workspace_free(Workspace *w);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Workspace *, workspace_free);
+
+/* Checks a project path for workspace.add: absolute, canonicalised with realpath(), an existing directory
+ * owned by the user holding a regular manage.py, not protected (-EACCES, DJ_E_NOT_ALLOWED, the value
+ * named), and not registered yet (-EBUSY, DJ_E_BUSY, naming the workspace that has it). */
+int workspace_check_path(Daemon *d, const char *path, char **ret_canonical, DjError *reterr);
+/* Parameter checks (DJ_E_INVALID, naming the value). */
+int workspace_check_name(const char *name, DjError *reterr);
+int workspace_check_settings_module(const char *module, DjError *reterr);
+int workspace_check_python(const char *python, DjError *reterr);
+int workspace_check_port(uint64_t port, DjError *reterr); /* 0 (none) or 1..65535 */
+/* The settings module: given (validated), else the default in path/manage.py, else the daemon's
+ * DJANGO_SETTINGS_MODULE; else DJ_E_INVALID "cannot tell the settings module: ...". */
+int workspace_resolve_settings(Daemon *d, const char *path, const char *given, char **ret_module,
+                               SettingsSource *ret_source, DjError *reterr);
+
+/* Registers a new workspace (stolen on success): picks a unique slug from its name, fills created_at,
+ * inserts it in the store, gives it a server and appends it to the registry. */
+int workspace_register(Daemon *d, Workspace *w, DjError *reterr);
+/* Writes a changed workspace to the store (updated_at is set). */
+int workspace_save(Workspace *w, DjError *reterr);
+/* Deletes it from the store, unlinks it and frees it (its server must be stopped). */
+int workspace_unregister(Workspace *w, DjError *reterr);
 
 /* The workspace as JSON, with its server's status under "server". */
 json_t *workspace_to_json(Workspace *w);
@@ -95,3 +122,15 @@ int workspace_path_check_protected(const char *path, const char *home, const cha
                                    DjError *reterr);
 /* The DJANGO_SETTINGS_MODULE default set in a manage.py's text (os.environ.setdefault(...)), or NULL. */
 char *workspace_settings_from_manage_py(const char *text);
+/* A dotted path of Python identifiers ("mysite.settings.local"). */
+bool workspace_settings_module_valid(const char *module);
+/* base when taken(base) is false, else base-2, base-3... (shortened to stay within 48 characters). */
+char *workspace_slug_unique(const char *base, bool (*taken)(const char *slug, void *userdata),
+                            void *userdata);
+/* "/io/djdesk/Desk1/workspace/<label>", the label escaped as sd_bus_path_encode() does: every byte but
+ * [A-Za-z] (and [0-9] after the first) becomes _XX (lowercase hex); the empty label is "_". */
+char *workspace_object_path(const char *slug);
+/* A copy of env without the variables children must not inherit (DJANGO_SETTINGS_MODULE, PYTHONPATH,
+ * PYTHONHOME, VIRTUAL_ENV*, CONDA_*, __PYVENV_LAUNCHER__, PYTHONSTARTUP, LISTEN_*, NOTIFY_SOCKET,
+ * WATCHDOG_*, JOURNAL_STREAM, INVOCATION_ID). NULL on OOM. */
+char **workspace_env_filter(char *const *env);

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The domain operations of the table in ops.c, one block per file. */
+
+#include <jansson.h>
+
+typedef struct Daemon Daemon;
+typedef struct OpCall OpCall;
+
+/* workspaces and samples (ops-workspace.c) */
+int op_sample_install(OpCall *c, json_t *params);
+int op_sample_list(OpCall *c, json_t *params);
+int op_workspace_add(OpCall *c, json_t *params);
+int op_workspace_get(OpCall *c, json_t *params);
+int op_workspace_list(OpCall *c, json_t *params);
+int op_workspace_remove(OpCall *c, json_t *params);
+int op_workspace_update(OpCall *c, json_t *params);
+/* Fails the workspace operations still in flight (daemon exit, before the transports go). */
+void ops_workspace_cancel_all(Daemon *d);
+
+/* servers (ops-server.c) */
+int op_server_logs(OpCall *c, json_t *params);
+int op_server_restart(OpCall *c, json_t *params);
+int op_server_start(OpCall *c, json_t *params);
+int op_server_status(OpCall *c, json_t *params);
+int op_server_stop(OpCall *c, json_t *params);
