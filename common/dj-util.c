@@ -162,6 +162,70 @@ const char *format_duration(char *buf, size_t n, uint64_t usec) {
         return buf;
 }
 
+/* The length of the valid sequence at s (at most n bytes), or 0 with *ret_bad set to the length of the
+ * maximal subpart to replace. */
+static size_t utf8_sequence(const unsigned char *s, size_t n, size_t *ret_bad) {
+        unsigned char lo = 0x80, hi = 0xBF;
+        size_t need, i;
+
+        if (s[0] > 0 && s[0] < 0x80)
+                return 1;
+        if (s[0] >= 0xC2 && s[0] <= 0xDF)
+                need = 2;
+        else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+                need = 3;
+                if (s[0] == 0xE0)
+                        lo = 0xA0; /* overlong */
+                else if (s[0] == 0xED)
+                        hi = 0x9F; /* surrogates */
+        } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+                need = 4;
+                if (s[0] == 0xF0)
+                        lo = 0x90; /* overlong */
+                else if (s[0] == 0xF4)
+                        hi = 0x8F; /* past U+10FFFF */
+        } else {
+                *ret_bad = 1; /* NUL, a continuation byte, C0, C1, F5..FF */
+                return 0;
+        }
+        for (i = 1; i < need; i++) {
+                unsigned char c = i < n ? s[i] : 0;
+
+                if (c < (i == 1 ? lo : 0x80) || c > (i == 1 ? hi : 0xBF)) {
+                        *ret_bad = i;
+                        return 0;
+                }
+        }
+        return need;
+}
+
+char *utf8_sanitize(const char *s, size_t len) {
+        const unsigned char *u = (const unsigned char *) s;
+        char *out, *p;
+        size_t i = 0;
+
+        /* At worst every byte becomes the three bytes of U+FFFD. */
+        out = malloc(len * 3 + 1);
+        if (!out)
+                return NULL;
+        p = out;
+        while (i < len) {
+                size_t bad = 0, k = utf8_sequence(u + i, len - i, &bad);
+
+                if (k > 0) {
+                        memcpy(p, u + i, k);
+                        p += k;
+                        i += k;
+                } else {
+                        memcpy(p, "\xEF\xBF\xBD", 3);
+                        p += 3;
+                        i += bad;
+                }
+        }
+        *p = '\0';
+        return out;
+}
+
 pid_t getpid_cached(void) {
         static pid_t cached = 0;
 

@@ -31,3 +31,8 @@ const char *format_duration(char *buf, size_t n, uint64_t usec);
 
 /* getpid() without a system call after the first (the daemon never forks without exec). */
 pid_t getpid_cached(void);
+
+/* A copy of s[0..len) that is valid UTF-8: each maximal invalid subpart (a stray continuation byte, a
+ * truncated sequence, an overlong form, a surrogate, a code point past U+10FFFF) and each NUL byte become
+ * U+FFFD. NUL-terminated; NULL on OOM. */
+char *utf8_sanitize(const char *s, size_t len);

@@ -12,6 +12,7 @@
 #include "events.h"
 #include "loop.h"
 #include "rpc-server.h"
+#include "server.h"
 
 int daemon_reload(Daemon *d, DjError *reterr) {
         _cleanup_(config_freep) Config *c = NULL;
@@ -56,6 +57,15 @@ static void shutdown_drained_cb(void *userdata) {
         loop_exit(d->loop);
 }
 
+static void shutdown_servers_stopped_cb(void *userdata) {
+        Daemon *d = userdata;
+
+        if (d->rpc)
+                rpc_server_drain(d->rpc, shutdown_drained_cb, d);
+        else
+                shutdown_drained_cb(d);
+}
+
 void daemon_shutdown(Daemon *d, const char *reason) {
         if (d->shutting_down)
                 return;
@@ -65,10 +75,8 @@ void daemon_shutdown(Daemon *d, const char *reason) {
         log_info("%s: shutting down.", reason);
         (void) sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
         (void) events_publish(d->events, "daemon.shutdown", json_pack("{s:s}", "reason", reason));
-        if (d->rpc)
-                rpc_server_drain(d->rpc, shutdown_drained_cb, d);
-        else
-                shutdown_drained_cb(d);
+        /* Servers first (bounded by stop_timeout_sec + 1 s): clients still see their last events. */
+        servers_stop_all(d, shutdown_servers_stopped_cb, d);
 }
 
 void daemon_update_status(Daemon *d) {

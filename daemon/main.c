@@ -12,13 +12,19 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "child.h"
 #include "config.h"
 #include "daemon.h"
 #include "dj-log.h"
 #include "dj-util.h"
 #include "events.h"
+#include "interp.h"
 #include "loop.h"
+#include "ops-domain.h"
+#include "notify.h"
 #include "rpc-server.h"
+#include "workspace.h"
+#include "server.h"
 
 static bool arg_print_config = false;
 
@@ -215,6 +221,18 @@ static int setup_events(Daemon *d) {
         return 0;
 }
 
+/* Desktop notifications go over the session bus too: none when D-Bus is switched off. */
+static int setup_notifier(Daemon *d) {
+        int r;
+
+        if (d->config->dbus == DBUS_MODE_NO)
+                return 0;
+        r = notifier_new(d, &d->notifier);
+        if (r < 0)
+                log_warning_errno(r, "Cannot start the desktop notification thread, ignoring: %m");
+        return 0;
+}
+
 static int setup_bus(Daemon *d) {
         DjError err = DJ_ERROR_INIT;
         int r;
@@ -240,12 +258,17 @@ static int setup_bus(Daemon *d) {
 }
 
 static void daemon_done(Daemon *d) {
+        /* Workspace operations still in flight are answered while their transports are still there. */
+        ops_workspace_cancel_all(d);
         /* The socket file goes with us, on a clean stop and after a failed start alike, but only if we
          * made it: an inherited one is systemd's, and a live daemon's is never ours. */
         if (d->socket_created && unlink(d->socket_path) < 0 && errno != ENOENT)
                 log_warning_errno(errno, "Cannot remove '%s', ignoring: %m", d->socket_path);
         d->rpc = rpc_server_free(d->rpc);
         d->bus = bus_free(d->bus);
+        workspaces_free(d);
+        interp_cache_clear(d);
+        d->notifier = notifier_free(d->notifier); /* sends what is queued, waits ~1 s at most */
         if (d->store && d->start_id > 0)
                 (void) store_daemon_stopped(d->store, d->start_id, now_usec(CLOCK_REALTIME),
                                             d->shutdown_reason ?: "exit");
@@ -300,9 +323,24 @@ static int run(Daemon *d) {
                 return log_error_errno(r, "Cannot write to the store '%s': %m", d->config->database);
         if (d->previous_shutdown == STORE_PREVIOUS_UNCLEAN)
                 log_warning("The previous djdeskd did not shut down cleanly.");
+        /* Before anything is started: the process groups a crashed daemon left behind. */
+        r = child_reap_orphans(d->store, d->config->stop_timeout_sec * USEC_PER_SEC);
+        if (r < 0)
+                log_warning_errno(r, "Cannot end the processes left by the previous djdeskd, ignoring: %m");
+        else if (r > 0)
+                log_notice("Ended %d process group(s) left by the previous djdeskd.", r);
         r = setup_events(d);
         if (r < 0)
                 return r;
+        r = setup_notifier(d);
+        if (r < 0)
+                return r;
+        r = workspaces_load(d, &err);
+        if (r < 0) {
+                log_error("Cannot load the workspaces: %s", err.message ?: "error");
+                dj_error_done(&err);
+                return r;
+        }
         r = rpc_server_new(d, loop_base(d->loop), TAKE_FD(fd), &d->rpc);
         if (r < 0)
                 return log_error_errno(r, "Cannot serve the socket: %m");
@@ -315,6 +353,7 @@ static int run(Daemon *d) {
                  d->bus_connected ? " and on the session bus as " DJDESK_BUS_NAME : "");
         (void) sd_notify(0, "READY=1");
         daemon_update_status(d);
+        servers_autostart(d);
 
         r = loop_run(d->loop);
         if (r < 0)

@@ -12,6 +12,7 @@
 #include "dj-log.h"
 #include "dj-util.h"
 #include "events.h"
+#include "ops-domain.h"
 #include "ops.h"
 #include "rpc-frame.h"
 
@@ -280,6 +281,13 @@ static int op_unsubscribe(OpCall *c, json_t *params) {
 /* ---- the table ---- */
 
 #define PARAMS(...) ((const OpParam[]){ __VA_ARGS__ __VA_OPT__(, ){ NULL } })
+/* What workspace.add and workspace.update both take. */
+#define WORKSPACE_SETTINGS_PARAMS                                                                           \
+        { "name", OP_PARAM_STRING }, { "settings_module", OP_PARAM_STRING }, { "python", OP_PARAM_STRING }, \
+                { "port", OP_PARAM_UINT }, { "autostart", OP_PARAM_BOOL }, { "autoreload", OP_PARAM_BOOL }, \
+                { "migrate_on_start", OP_PARAM_BOOL }, {                                                    \
+                "mode", OP_PARAM_STRING                                                                     \
+        }
 
 static const OpDef op_table[] = {
         /* keep sorted by method: looked up with bsearch() */
@@ -287,9 +295,32 @@ static const OpDef op_table[] = {
         { "daemon.reload", op_daemon_reload, PARAMS(), OP_MUTATES },
         { "events.publish", op_events_publish,
           PARAMS({ "topic", OP_PARAM_STRING, true }, { "data", OP_PARAM_OBJECT }), OP_MUTATES },
+        { "sample.install", op_sample_install, PARAMS({ "name", OP_PARAM_STRING, true }),
+          OP_MUTATES | OP_ASYNC },
+        { "sample.list", op_sample_list, PARAMS(), 0 },
+        { "server.logs", op_server_logs,
+          PARAMS({ "workspace", OP_PARAM_STRING, true }, { "since", OP_PARAM_UINT },
+                 { "limit", OP_PARAM_UINT }),
+          0 },
+        { "server.restart", op_server_restart, PARAMS({ "workspace", OP_PARAM_STRING, true }),
+          OP_MUTATES | OP_ASYNC },
+        { "server.start", op_server_start, PARAMS({ "workspace", OP_PARAM_STRING, true }),
+          OP_MUTATES | OP_ASYNC },
+        { "server.status", op_server_status, PARAMS({ "workspace", OP_PARAM_STRING, true }), 0 },
+        { "server.stop", op_server_stop, PARAMS({ "workspace", OP_PARAM_STRING, true }),
+          OP_MUTATES | OP_ASYNC },
         { "subscribe", op_subscribe, PARAMS({ "topics", OP_PARAM_STRINGS }, { "since", OP_PARAM_UINT }),
           OP_STREAMING },
         { "unsubscribe", op_unsubscribe, PARAMS({ "topics", OP_PARAM_STRINGS }), OP_STREAMING },
+        { "workspace.add", op_workspace_add,
+          PARAMS({ "path", OP_PARAM_STRING, true }, WORKSPACE_SETTINGS_PARAMS), OP_MUTATES | OP_ASYNC },
+        { "workspace.get", op_workspace_get, PARAMS({ "workspace", OP_PARAM_STRING, true }), 0 },
+        { "workspace.list", op_workspace_list, PARAMS(), 0 },
+        { "workspace.remove", op_workspace_remove,
+          PARAMS({ "workspace", OP_PARAM_STRING, true }, { "purge", OP_PARAM_BOOL }),
+          OP_MUTATES | OP_ASYNC },
+        { "workspace.update", op_workspace_update,
+          PARAMS({ "workspace", OP_PARAM_STRING, true }, WORKSPACE_SETTINGS_PARAMS), OP_MUTATES | OP_ASYNC },
 };
 
 static const char *const param_type_names[_OP_PARAM_TYPE_MAX] = {

@@ -62,6 +62,34 @@ json_t *server_to_json(const Server *s);
  * older than the ring holds. since: lines with n > since; limit: at most that many (the newest). */
 json_t *server_logs(Server *s, uint64_t since, uint64_t limit, DjError *reterr);
 
+/* Log lines. */
+typedef enum ServerLogLevel {
+        SERVER_LOG_INFO,
+        SERVER_LOG_WARNING,
+        SERVER_LOG_ERROR,
+        _SERVER_LOG_LEVEL_MAX,
+        _SERVER_LOG_LEVEL_INVALID = -EINVAL,
+} ServerLogLevel;
+
+typedef enum ServerLogKind {
+        SERVER_LOG_KIND_LOG,       /* anything else */
+        SERVER_LOG_KIND_REQUEST,   /* a runserver-style request line: "GET / HTTP/1.1" 200 831 */
+        SERVER_LOG_KIND_TRACEBACK, /* a Python traceback, through its exception line */
+        _SERVER_LOG_KIND_MAX,
+        _SERVER_LOG_KIND_INVALID = -EINVAL,
+} ServerLogKind;
+
+const char *server_log_level_to_string(ServerLogLevel l); /* "info", "warning", "error" */
+ServerLogLevel server_log_level_from_string(const char *s);
+const char *server_log_kind_to_string(ServerLogKind k); /* "log", "request", "traceback" */
+
+/* Classifies one line of a server's output. in_traceback carries the state from one line to the next of
+ * the same stream (start with false). Request lines get their HTTP status in *ret_status (else 0) and the
+ * level info (< 400), warning (4xx) or error (5xx); tracebacks are errors; other lines are errors when they
+ * say "error", "Error:", "ERROR" or "CRITICAL", warnings when they say "warning" in any case, else info. */
+void server_log_classify(const char *text, bool *in_traceback, ServerLogLevel *ret_level,
+                         ServerLogKind *ret_kind, int *ret_status);
+
 /* Daemon-wide. */
 /* Starts every autostart workspace's server (after orphans were reaped). */
 void servers_autostart(Daemon *d);

@@ -52,3 +52,36 @@ int store_child_group_add(Store *s, int pgid, int pid, uint64_t start_time, cons
 int store_child_group_remove(Store *s, int pgid); /* 0 also when there was no such record */
 int store_child_group_list(Store *s, StoreChildGroup **ret, size_t *ret_n);
 void store_child_group_free_many(StoreChildGroup *g, size_t n);
+
+/* workspaces (store-workspace.c) */
+typedef struct Workspace Workspace;
+/* Inserts w (every field but id) and sets w->id. A slug or path taken already is -EEXIST. */
+int store_workspace_insert(Store *s, Workspace *w, DjError *reterr);
+/* Writes every field of w (by w->id). */
+int store_workspace_update(Store *s, const Workspace *w, DjError *reterr);
+/* Deletes the row and, by cascade, its server_log lines. 0 also when there was no such row. */
+int store_workspace_delete(Store *s, int64_t id, DjError *reterr);
+int store_workspace_set_last_port(Store *s, int64_t id, unsigned port);
+/* Hands every stored workspace (allocated, unlinked, without a server) to fn in creation order; fn takes
+ * it over. A negative return from fn stops the load and is returned. */
+typedef int (*StoreWorkspaceFn)(Workspace *w /* stolen */, void *userdata);
+int store_workspaces_load(Store *s, StoreWorkspaceFn fn, void *userdata, DjError *reterr);
+
+/* server log (store-server.c) */
+typedef struct StoreLogLine {
+        uint64_t n;    /* per workspace, from 1 */
+        uint64_t time; /* µs, CLOCK_REALTIME */
+        char *stream;  /* "stdout", "stderr" */
+        char *level;   /* "info", "warning", "error" */
+        char *text;
+} StoreLogLine;
+
+/* Appends lines (in one transaction) and drops all but the newest keep lines of the workspace. */
+int store_server_log_append(Store *s, int64_t workspace_id, const StoreLogLine *lines, size_t n_lines,
+                            uint64_t keep);
+/* The highest line number stored for the workspace (0 when none). */
+int store_server_log_max_n(Store *s, int64_t workspace_id, uint64_t *ret);
+/* The newest limit lines with n > since, oldest first. */
+int store_server_log_read(Store *s, int64_t workspace_id, uint64_t since, uint64_t limit, StoreLogLine **ret,
+                          size_t *ret_n);
+void store_log_lines_free(StoreLogLine *l, size_t n);

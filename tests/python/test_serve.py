@@ -189,6 +189,20 @@ def test_migrate_applies_everything_before_ready(sample, listener, serve):
     assert " [X] 0002_batch_checksum" in shown
 
 
+def test_migrate_announces_migrating_only_with_work_to_do(sample, listener, serve):
+    project = sample("atlas")
+    server = serve(project, listener, args=["--migrate"])
+    server.wait_ready()
+    statuses = [m.get("STATUS") for m in server.ready_messages()]
+    assert statuses[:2] == ["migrating", "serving"], server.ready_messages()
+    assert server.stop() == 0
+
+    server = serve(project, listener, args=["--migrate"])      # nothing left to apply
+    server.wait_ready()
+    assert [m.get("STATUS") for m in server.ready_messages()] == ["serving"]
+    assert server.stop() == 0
+
+
 def test_unapplied_migration_is_reported_without_migrate(sample, listener, serve):
     project = sample("atlas")
     manage(project, "migrate")

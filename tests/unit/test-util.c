@@ -116,11 +116,44 @@ static void test_xdg(void **state) {
         free(p);
 }
 
+static void test_utf8_sanitize(void **state) {
+        static const struct {
+                const char *in;
+                size_t len;
+                const char *out;
+        } cases[] = {
+                { "", 0, "" },
+                { "plain ascii", 11, "plain ascii" },
+                { "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x8d", 14,
+                  "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\x8d" },
+                { "a\xff\x62", 3, "a\xef\xbf\xbd\x62" },                       /* never valid */
+                { "\x80\x80", 2, "\xef\xbf\xbd\xef\xbf\xbd" },                 /* stray continuations */
+                { "x\xc3", 2, "x\xef\xbf\xbd" },                               /* truncated at the end */
+                { "\xe2\x82x", 3, "\xef\xbf\xbdx" },                           /* truncated: one U+FFFD */
+                { "\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd" },                 /* overlong '/' */
+                { "\xe0\x80\xaf", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* overlong */
+                { "\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* a surrogate */
+                { "\xf4\x90\x80\x80", 4,
+                  "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* past U+10FFFF */
+                { "\xf4\x8f\xbf\xbf", 4, "\xf4\x8f\xbf\xbf" },          /* U+10FFFF itself */
+                { "a\0b", 3, "a\xef\xbf\xbd\x62" },                     /* NUL */
+                { "latin-1 \xe9t\xe9", 11, "latin-1 \xef\xbf\xbdt\xef\xbf\xbd" },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char *s = utf8_sanitize(cases[i].in, cases[i].len);
+
+                assert_non_null(s);
+                assert_string_equal(s, cases[i].out);
+                free(s);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_size), cmocka_unit_test(test_parse_uint_bool),
                 cmocka_unit_test(test_timestamp),  cmocka_unit_test(test_duration_path),
-                cmocka_unit_test(test_xdg),
+                cmocka_unit_test(test_xdg),        cmocka_unit_test(test_utf8_sanitize),
         };
 
         return cmocka_run_group_tests_name("util", tests, NULL, NULL);

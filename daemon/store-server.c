@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dj-log.h"
+#include "dj-macro.h"
+#include "store-internal.h"
+
+static int store_step_done(sqlite3_stmt *st) {
+        int r = sqlite3_step(st);
+
+        (void) sqlite3_reset(st);
+        return r == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_server_log_append(Store *s, int64_t workspace_id, const StoreLogLine *lines, size_t n_lines,
+                            uint64_t keep) {
+        sqlite3_stmt *ins = NULL, *del = NULL;
+        uint64_t last = 0;
+        int r;
+
+        assert_return(s && (lines || n_lines == 0));
+        if (n_lines == 0)
+                return 0;
+
+        if (sqlite3_prepare_v2(
+                    s->db,
+                    "INSERT OR REPLACE INTO server_log (workspace_id, n, time, stream, level, text) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    -1, &ins, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v2(s->db, "DELETE FROM server_log WHERE workspace_id = ? AND n <= ?", -1, &del,
+                               NULL) != SQLITE_OK) {
+                log_debug("Cannot prepare the server log statements: %s", sqlite3_errmsg(s->db));
+                r = -EIO;
+                goto finish;
+        }
+
+        r = store_exec(s, "BEGIN IMMEDIATE");
+        if (r < 0)
+                goto finish;
+        for (size_t i = 0; i < n_lines; i++) {
+                (void) sqlite3_bind_int64(ins, 1, (sqlite3_int64) workspace_id);
+                (void) sqlite3_bind_int64(ins, 2, (sqlite3_int64) lines[i].n);
+                (void) sqlite3_bind_int64(ins, 3, (sqlite3_int64) lines[i].time);
+                (void) sqlite3_bind_text(ins, 4, lines[i].stream, -1, SQLITE_STATIC);
+                (void) sqlite3_bind_text(ins, 5, lines[i].level, -1, SQLITE_STATIC);
+                (void) sqlite3_bind_text(ins, 6, lines[i].text, -1, SQLITE_STATIC);
+                r = store_step_done(ins);
+                if (r < 0) {
+                        log_debug("Cannot insert server log line %" PRIu64 ": %s", lines[i].n,
+                                  sqlite3_errmsg(s->db));
+                        goto rollback;
+                }
+                last = MAX(last, lines[i].n);
+        }
+        if (keep > 0 && last > keep) {
+                (void) sqlite3_bind_int64(del, 1, (sqlite3_int64) workspace_id);
+                (void) sqlite3_bind_int64(del, 2, (sqlite3_int64) (last - keep));
+                r = store_step_done(del);
+                if (r < 0)
+                        goto rollback;
+        }
+        r = store_exec(s, "COMMIT");
+        if (r >= 0)
+                goto finish;
+rollback:
+        (void) store_exec(s, "ROLLBACK");
+finish:
+        sqlite3_finalize(ins);
+        sqlite3_finalize(del);
+        return r;
+}
+
+int store_server_log_max_n(Store *s, int64_t workspace_id, uint64_t *ret) {
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        assert_return(s && ret);
+        if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(n), 0) FROM server_log WHERE workspace_id = ?",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        (void) sqlite3_bind_int64(st, 1, (sqlite3_int64) workspace_id);
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                *ret = (uint64_t) sqlite3_column_int64(st, 0);
+                r = 0;
+        } else
+                r = -EIO;
+        sqlite3_finalize(st);
+        return r;
+}
+
+void store_log_lines_free(StoreLogLine *l, size_t n) {
+        for (size_t i = 0; l && i < n; i++) {
+                free(l[i].stream);
+                free(l[i].level);
+                free(l[i].text);
+        }
+        free(l);
+}
+
+static char *column_strdup(sqlite3_stmt *st, int i) {
+        const unsigned char *t = sqlite3_column_text(st, i);
+
+        return strdup(t ? (const char *) t : "");
+}
+
+int store_server_log_read(Store *s, int64_t workspace_id, uint64_t since, uint64_t limit, StoreLogLine **ret,
+                          size_t *ret_n) {
+        StoreLogLine *lines = NULL;
+        sqlite3_stmt *st = NULL;
+        size_t n = 0, allocated = 0;
+        int r;
+
+        assert_return(s && ret && ret_n);
+        /* The newest limit lines, read newest first and stored back to front. */
+        if (sqlite3_prepare_v2(s->db,
+                               "SELECT n, time, stream, level, text FROM server_log "
+                               "WHERE workspace_id = ? AND n > ? ORDER BY n DESC LIMIT ?",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        (void) sqlite3_bind_int64(st, 1, (sqlite3_int64) workspace_id);
+        (void) sqlite3_bind_int64(st, 2, (sqlite3_int64) MIN(since, (uint64_t) INT64_MAX));
+        (void) sqlite3_bind_int64(st, 3, (sqlite3_int64) MIN(limit, (uint64_t) INT64_MAX));
+        for (;;) {
+                StoreLogLine *l;
+
+                r = sqlite3_step(st);
+                if (r == SQLITE_DONE)
+                        break;
+                if (r != SQLITE_ROW) {
+                        r = -EIO;
+                        goto fail;
+                }
+                if (n == allocated) {
+                        size_t m = allocated ? allocated * 2 : 64;
+                        StoreLogLine *a = realloc(lines, m * sizeof(StoreLogLine));
+
+                        if (!a) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        lines = a;
+                        allocated = m;
+                }
+                l = &lines[n++];
+                *l = (StoreLogLine){
+                        .n = (uint64_t) sqlite3_column_int64(st, 0),
+                        .time = (uint64_t) sqlite3_column_int64(st, 1),
+                        .stream = column_strdup(st, 2),
+                        .level = column_strdup(st, 3),
+                        .text = column_strdup(st, 4),
+                };
+                if (!l->stream || !l->level || !l->text) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        sqlite3_finalize(st);
+        for (size_t i = 0; i < n / 2; i++) {
+                StoreLogLine t = lines[i];
+
+                lines[i] = lines[n - 1 - i];
+                lines[n - 1 - i] = t;
+        }
+        *ret = lines;
+        *ret_n = n;
+        return 0;
+fail:
+        sqlite3_finalize(st);
+        store_log_lines_free(lines, n);
+        return r;
+}
