@@ -1,21 +1,38 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <jansson.h>
 #include <systemd/sd-bus.h>
 
 #include "bus.h"
 
-#define BUS_PATH_MANAGER  "/io/djdesk/Desk1"
-#define BUS_IFACE_MANAGER "io.djdesk.Desk1.Manager"
+#define BUS_PATH_MANAGER          "/io/djdesk/Desk1"
+#define BUS_IFACE_MANAGER         "io.djdesk.Desk1.Manager"
+#define BUS_PATH_WORKSPACE_PREFIX "/io/djdesk/Desk1/workspace"
+#define BUS_IFACE_WORKSPACE       "io.djdesk.Desk1.Workspace"
 
 typedef struct BusLoop BusLoop;
+typedef struct EventSubscriber EventSubscriber;
 
 struct Bus {
         Daemon *daemon;
         sd_bus *bus;
         BusLoop *loop;
         bool name_acquired;
+        EventSubscriber *workspace_events; /* workspace.* and server.state -> signals (bus-workspace.c) */
 };
 
 /* bus-manager.c: the manager object, the ObjectManager and the error map. */
 int bus_manager_register(Bus *b);
+/* Runs the operation method with params (stolen, may be NULL) for the method call m and replies to m once
+ * the operation is done: with format(reply, result) on success (NULL: an empty reply), or with the error
+ * named after the operation's error kind. Returns 1 (the reply comes later) or a negative errno. */
+int bus_call_op(sd_bus_message *m, Bus *b, const char *method, json_t *params /* stolen */,
+                int (*format)(sd_bus_message *reply, json_t *result), sd_bus_error *error);
+
+/* bus-workspace.c: one object per workspace below BUS_PATH_WORKSPACE_PREFIX, and the event subscriber that
+ * turns workspace.* and server.state into InterfacesAdded/InterfacesRemoved and PropertiesChanged. */
+int bus_workspace_register(Bus *b);
+void bus_workspace_unregister(Bus *b);
+/* The object path of the workspace with this slug (sd_bus_path_encode), or -ENOMEM. */
+int bus_workspace_path(const char *slug, char **ret);

@@ -50,9 +50,8 @@ static void bus_call_reply_cb(OpCall *c, json_t *result, const DjError *err, voi
         free(bc);
 }
 
-/* Runs the operation method with params (stolen) for message m. */
-static int bus_call_op(sd_bus_message *m, Bus *b, const char *method, json_t *params,
-                       int (*format)(sd_bus_message *reply, json_t *result), sd_bus_error *error) {
+int bus_call_op(sd_bus_message *m, Bus *b, const char *method, json_t *params,
+                int (*format)(sd_bus_message *reply, json_t *result), sd_bus_error *error) {
         json_auto_t *p = params;
         _cleanup_(op_call_unrefp) OpCall *call = NULL;
         char requested_by[128];
@@ -95,6 +94,178 @@ static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error)
         return bus_call_op(m, userdata, "daemon.reload", NULL, NULL, error);
 }
 
+/* AddWorkspace's options: the D-Bus types each accepts, and the workspace.add parameter it becomes. */
+static const struct {
+        const char *name;
+        const char *types; /* one signature character per accepted type */
+        const char *what;  /* the same, for the error message */
+} add_workspace_options[] = {
+        { "path", "s", "'s'" },
+        { "name", "s", "'s'" },
+        { "settings_module", "s", "'s'" },
+        { "python", "s", "'s'" },
+        { "port", "qu", "'q' or 'u'" },
+        { "autostart", "b", "'b'" },
+        { "autoreload", "b", "'b'" },
+        { "migrate_on_start", "b", "'b'" },
+        { "mode", "s", "'s'" },
+};
+
+/* Reads one variant value of type t (already checked) into JSON. */
+static int read_option_value(sd_bus_message *m, char t, json_t **ret) {
+        const char *s;
+        uint16_t q;
+        uint32_t u;
+        int b, r;
+
+        switch (t) {
+        case 's':
+                r = sd_bus_message_read_basic(m, 's', &s);
+                *ret = r < 0 ? NULL : json_string(s);
+                break;
+        case 'q':
+                r = sd_bus_message_read_basic(m, 'q', &q);
+                *ret = r < 0 ? NULL : json_integer(q);
+                break;
+        case 'u':
+                r = sd_bus_message_read_basic(m, 'u', &u);
+                *ret = r < 0 ? NULL : json_integer(u);
+                break;
+        case 'b':
+                r = sd_bus_message_read_basic(m, 'b', &b);
+                *ret = r < 0 ? NULL : json_boolean(b);
+                break;
+        default:
+                return -EINVAL;
+        }
+        if (r < 0)
+                return r;
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* a{sv} -> the params object of workspace.add. Unknown or repeated keys and wrong types are InvalidArgs. */
+static int read_add_workspace_options(sd_bus_message *m, json_t **ret, sd_bus_error *error) {
+        json_auto_t *params = json_object();
+        int r;
+
+        if (!params)
+                return -ENOMEM;
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *key, *contents;
+                json_t *v = NULL;
+                size_t i;
+
+                r = sd_bus_message_read_basic(m, 's', &key);
+                if (r < 0)
+                        return r;
+                for (i = 0; i < ELEMENTSOF(add_workspace_options); i++)
+                        if (streq(add_workspace_options[i].name, key))
+                                break;
+                if (i >= ELEMENTSOF(add_workspace_options))
+                        return sd_bus_error_setf(error, dj_err_kind_to_dbus(DJ_E_INVALID),
+                                                 "unknown option '%s'", key);
+                if (json_object_get(params, key))
+                        return sd_bus_error_setf(error, dj_err_kind_to_dbus(DJ_E_INVALID),
+                                                 "option '%s' given twice", key);
+                r = sd_bus_message_peek_type(m, NULL, &contents);
+                if (r < 0)
+                        return r;
+                if (!contents || strlen(contents) != 1 ||
+                    !strchr(add_workspace_options[i].types, contents[0]))
+                        return sd_bus_error_setf(error, dj_err_kind_to_dbus(DJ_E_INVALID),
+                                                 "option '%s' must be of type %s, not '%s'", key,
+                                                 add_workspace_options[i].what, contents ?: "");
+                r = sd_bus_message_enter_container(m, 'v', contents);
+                if (r < 0)
+                        return r;
+                r = read_option_value(m, contents[0], &v);
+                if (r < 0)
+                        return r;
+                r = json_object_set_new(params, key, v);
+                if (r < 0)
+                        return -ENOMEM;
+                r = sd_bus_message_exit_container(m); /* v */
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(m); /* e */
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(params);
+        return 0;
+}
+
+static int format_workspace_path(sd_bus_message *reply, json_t *result) {
+        _cleanup_free_ char *path = NULL;
+        const char *slug = json_string_value(json_object_get(result, "slug"));
+        int r;
+
+        if (!slug)
+                return -EBADMSG;
+        r = bus_workspace_path(slug, &path);
+        if (r < 0)
+                return r;
+        return sd_bus_message_append(reply, "o", path);
+}
+
+static int method_add_workspace(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        json_t *params = NULL;
+        int r;
+
+        r = read_add_workspace_options(m, &params, error);
+        if (r < 0)
+                return r;
+        return bus_call_op(m, userdata, "workspace.add", params, format_workspace_path, error);
+}
+
+static int method_remove_workspace(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        const char *slug;
+        int purge, r;
+
+        r = sd_bus_message_read(m, "sb", &slug, &purge);
+        if (r < 0)
+                return r;
+        return bus_call_op(m, userdata, "workspace.remove",
+                           json_pack("{s:s, s:b}", "workspace", slug, "purge", purge), NULL, error);
+}
+
+static int format_workspace_list(sd_bus_message *reply, json_t *result) {
+        json_t *list = json_object_get(result, "workspaces"), *w;
+        size_t i;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(sso)");
+        if (r < 0)
+                return r;
+        json_array_foreach (list, i, w) {
+                _cleanup_free_ char *path = NULL;
+                const char *slug = json_string_value(json_object_get(w, "slug"));
+                const char *name = json_string_value(json_object_get(w, "name"));
+
+                if (!slug)
+                        return -EBADMSG;
+                r = bus_workspace_path(slug, &path);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_append(reply, "(sso)", slug, name ?: slug, path);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+static int method_list_workspaces(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return bus_call_op(m, userdata, "workspace.list", NULL, format_workspace_list, error);
+}
+
 static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         return sd_bus_message_append(reply, "s", DJDESK_VERSION);
@@ -116,6 +287,12 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reload,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("AddWorkspace", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("o", workspace),
+                                method_add_workspace, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RemoveWorkspace", SD_BUS_ARGS("s", slug, "b", purge), SD_BUS_NO_RESULT,
+                                method_remove_workspace, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListWorkspaces", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sso)", workspaces),
+                                method_list_workspaces, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

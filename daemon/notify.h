@@ -11,6 +11,8 @@ typedef struct Notifier Notifier;
  * failed) and turns them into notifications; nothing calls it directly. A missing notification server is
  * logged once and otherwise ignored. */
 int notifier_new(Daemon *d, Notifier **ret);
-/* Stops the thread (waits at most a moment for a notification being sent). */
+/* Stops the thread. Notifications queued before are still sent, but it waits at most about a second: a
+ * notification server that does not answer does not hold up shutdown (the thread is then detached and
+ * ends with the process). */
 Notifier *notifier_free(Notifier *n);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Notifier *, notifier_free);
