@@ -286,11 +286,8 @@ static int ctl_keep(Ctl *c, json_t *m) {
         return json_array_append(c->backlog, m) < 0 ? -ENOMEM : 0;
 }
 
-int ctl_call(Ctl *c, const char *method, json_t *params, uint64_t timeout_usec, json_t **ret_result,
-             json_t **ret_error) {
+int ctl_send(Ctl *c, const char *method, json_t *params, uint64_t deadline, json_int_t *ret_id) {
         json_int_t id = ++c->next_id;
-        uint64_t deadline = timeout_usec == CTL_USEC_INFINITY ? CTL_USEC_INFINITY
-                                                              : now_usec(CLOCK_MONOTONIC) + timeout_usec;
         json_auto_t *req = NULL;
         int r;
 
@@ -304,6 +301,14 @@ int ctl_call(Ctl *c, const char *method, json_t *params, uint64_t timeout_usec, 
         /* When the daemon hung up on us, it may have said why first (too many clients): read on. */
         if (r < 0 && r != -EPIPE && r != -ECONNRESET)
                 return r;
+        if (ret_id)
+                *ret_id = id;
+        return 0;
+}
+
+int ctl_read_response(Ctl *c, uint64_t deadline, json_int_t *ret_id, json_t **ret_result,
+                      json_t **ret_error) {
+        int r;
 
         for (;;) {
                 json_auto_t *m = NULL;
@@ -325,8 +330,9 @@ int ctl_call(Ctl *c, const char *method, json_t *params, uint64_t timeout_usec, 
                 }
                 mid = json_object_get(m, "id");
                 v = json_object_get(m, "error");
-                if (json_is_integer(mid) ? json_integer_value(mid) != id : !(json_is_null(mid) && v))
+                if (!json_is_integer(mid) && !(json_is_null(mid) && v))
                         continue; /* not ours; an error with a null id is about the connection */
+                *ret_id = json_is_integer(mid) ? json_integer_value(mid) : 0;
                 if (v) {
                         if (!json_is_object(v))
                                 return -EBADMSG;
@@ -338,6 +344,34 @@ int ctl_call(Ctl *c, const char *method, json_t *params, uint64_t timeout_usec, 
                         return -EBADMSG;
                 *ret_result = json_incref(v);
                 return 0;
+        }
+}
+
+int ctl_call(Ctl *c, const char *method, json_t *params, uint64_t timeout_usec, json_t **ret_result,
+             json_t **ret_error) {
+        uint64_t deadline = timeout_usec == CTL_USEC_INFINITY ? CTL_USEC_INFINITY
+                                                              : now_usec(CLOCK_MONOTONIC) + timeout_usec;
+        json_int_t id;
+        int r;
+
+        r = ctl_send(c, method, params, deadline, &id);
+        if (r < 0)
+                return r;
+
+        for (;;) {
+                json_auto_t *result = NULL, *error = NULL;
+                json_int_t got;
+
+                r = ctl_read_response(c, deadline, &got, &result, &error);
+                if (r < 0)
+                        return r;
+                if (got != id && !(got == 0 && error))
+                        continue; /* a reply to an earlier request nobody waits for */
+                if (r > 0)
+                        *ret_error = TAKE_PTR(error);
+                else
+                        *ret_result = TAKE_PTR(result);
+                return r;
         }
 }
 
@@ -396,5 +430,27 @@ int ctl_simple_call(const char *method, json_t *params, json_t **ret_result) {
                 return ctl_report_transport_error(c, r);
         if (r > 0)
                 return ctl_report_daemon_error(error);
+        return CTL_EXIT_OK;
+}
+
+int ctl_connect(bool interruptible, Ctl **ret) {
+        int r;
+
+        if (interruptible) {
+                r = ctl_setup_quit_signals();
+                if (r < 0) {
+                        ctl_message("cannot set up signal handling: %s", strerror(-r));
+                        return CTL_EXIT_FAILURE;
+                }
+        }
+        r = ctl_open(interruptible, ret);
+        if (r == -EINTR) {
+                ctl_message("interrupted");
+                return CTL_EXIT_FAILURE;
+        }
+        if (r == -ENOMEM)
+                return CTL_EXIT_FAILURE;
+        if (r < 0)
+                return CTL_EXIT_UNREACHABLE;
         return CTL_EXIT_OK;
 }

@@ -114,44 +114,6 @@ static int parse_argv(int argc, char *argv[], WatchArgs *a) {
         return 1;
 }
 
-/* "2026-11-24T03:52:18.123+01:00" -> "HH:MM:SS.mmm" in our local time zone, in buf (at least 13 bytes).
- * Anything unexpected is shown as it came. */
-static const char *event_clock(const char *time, char *buf, size_t n) {
-        static const char shape[] = "dddd-dd-ddTdd:dd:dd.ddd";
-        int year, mon, day, hour, min, sec, msec, off_h = 0, off_m = 0;
-        struct tm tm = {}, local;
-        const char *zone;
-        time_t t;
-        char hms[9];
-
-        if (!time)
-                return "-";
-        for (size_t i = 0; i < sizeof(shape) - 1; i++)
-                if (shape[i] == 'd' ? !isdigit((unsigned char) time[i]) : time[i] != shape[i])
-                        return time;
-        if (sscanf(time, "%4d-%2d-%2dT%2d:%2d:%2d.%3d", &year, &mon, &day, &hour, &min, &sec, &msec) != 7)
-                return time;
-        zone = time + sizeof(shape) - 1;
-        if (!streq(zone, "Z") &&
-            ((zone[0] != '+' && zone[0] != '-') || sscanf(zone + 1, "%2d:%2d", &off_h, &off_m) != 2))
-                return time;
-
-        tm.tm_year = year - 1900;
-        tm.tm_mon = mon - 1;
-        tm.tm_mday = day;
-        tm.tm_hour = hour;
-        tm.tm_min = min;
-        tm.tm_sec = sec;
-        t = timegm(&tm);
-        if (t == (time_t) -1)
-                return time;
-        t -= (zone[0] == '-' ? -1 : 1) * (time_t) (off_h * 3600 + off_m * 60);
-        if (!localtime_r(&t, &local) || strftime(hms, sizeof(hms), "%H:%M:%S", &local) == 0)
-                return time;
-        (void) snprintf(buf, n, "%s.%03d", hms, msec);
-        return buf;
-}
-
 static int print_event(const char *topic, json_int_t seq, json_t *params) {
         const char *time = json_string_value(json_object_get(params, "time"));
         json_t *data = json_object_get(params, "data");
@@ -174,7 +136,7 @@ static int print_event(const char *topic, json_int_t seq, json_t *params) {
                         return -ENOMEM;
                 errno = 0;
                 printf("%" JSON_INTEGER_FORMAT "  %s  %s  %s\n", seq,
-                       event_clock(time, clock, sizeof(clock)), topic, d);
+                       ctl_clock(time, true, clock, sizeof(clock)), topic, d);
                 return ctl_flush_stdout();
         }
 }

@@ -90,6 +90,18 @@ int ctl_setup_quit_signals(void);
 int ctl_call(Ctl *c, const char *method, json_t *params /* stolen, may be NULL */, uint64_t timeout_usec,
              json_t **ret_result, json_t **ret_error);
 
+/* Sends a request without waiting for its response (pipelining): several requests may be in flight on
+ * one connection, their responses read with ctl_read_response(). deadline is CLOCK_MONOTONIC µs or
+ * CTL_USEC_INFINITY. Returns 0 with *ret_id (may be NULL), or -errno. */
+int ctl_send(Ctl *c, const char *method, json_t *params /* stolen, may be NULL */, uint64_t deadline,
+             json_int_t *ret_id);
+
+/* Reads the next response, whichever request it answers: 0 with *ret_id and *ret_result, 1 with *ret_id
+ * and *ret_error (*ret_id is 0 for an error about the connection itself, which has a null id), or the
+ * same -errno as ctl_call(). Notifications are skipped or kept as for ctl_call(). */
+int ctl_read_response(Ctl *c, uint64_t deadline, json_int_t *ret_id, json_t **ret_result,
+                      json_t **ret_error);
+
 /* With keep=true, event notifications that arrive while ctl_call() waits for its response are kept, in
  * order, and returned first by ctl_read_message(), instead of being skipped. */
 void ctl_keep_notifications(Ctl *c, bool keep);
@@ -107,6 +119,65 @@ int ctl_report_transport_error(Ctl *c, int r);
  * the exit status to use. */
 int ctl_simple_call(const char *method, json_t *params /* stolen, may be NULL */, json_t **ret_result);
 
+/* Opens a connection for a command that may wait long (server start, logs -f): sets up SIGINT/SIGTERM
+ * handling first when interruptible. Returns CTL_EXIT_OK with *ret, or the exit status to use (the
+ * failure was reported). */
+int ctl_connect(bool interruptible, Ctl **ret);
+
+/* ---- small helpers (ctl-util.c) ---- */
+
+/* A string member of o, or def when missing or not a string. */
+const char *ctl_str(json_t *o, const char *key, const char *def);
+/* An integer member of o, or def. */
+json_int_t ctl_int(json_t *o, const char *key, json_int_t def);
+
+/* "2026-11-24T03:52:18.123456+01:00" (fraction optional, "Z" accepted) -> "HH:MM:SS" (or, with msec,
+ * "HH:MM:SS.mmm") in the local time zone, into buf (at least 16 bytes). Anything that does not parse is
+ * returned as it came; NULL gives "-". */
+const char *ctl_clock(const char *iso, bool msec, char *buf, size_t n);
+
+/* Columns of text, printed aligned (by UTF-8 characters); the last column is not padded. */
+typedef struct CtlTable CtlTable;
+CtlTable *ctl_table_new(size_t n_columns, ...); /* the header: n_columns strings */
+CtlTable *ctl_table_free(CtlTable *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(CtlTable *, ctl_table_free)
+int ctl_table_add(CtlTable *t, ...); /* n_columns strings, NULL shown as "-" */
+void ctl_table_print(CtlTable *t);
+
+/* Runs argv[0] (looked up in PATH, no shell) with the default signal dispositions and an empty signal
+ * mask, stdin from /dev/null, and waits for it. Returns its exit status (>= 0; 128+N when killed by
+ * signal N), or -errno when it could not be started (-ENOENT: not found). */
+int ctl_spawn_wait(char *const argv[]);
+
+/* Whether stdout is a terminal that takes colour (not with $NO_COLOR, not with TERM=dumb). */
+bool ctl_colors(void);
+
+/* A sub-command of a command with sub-commands ("ws add", "server start"). */
+typedef struct CtlSubVerb {
+        const char *name;
+        const char *alias; /* or NULL */
+        int (*run)(int argc, char *argv[]);
+} CtlSubVerb;
+
+/* Parses the common options of VERB up to its sub-command, then runs the sub-command with argv starting
+ * at its name (optind reset). Without a sub-command: def when given, else a usage error. */
+int ctl_dispatch(int argc, char *argv[], const char *verb, void (*help)(void), const CtlSubVerb *subs,
+                 size_t n_subs, const char *def);
+
+/* ---- shared by the workspace, server and sample commands ---- */
+
+/* Prints the summary of a workspace just registered (ws add, sample install): slug, path, settings
+ * module and where it came from, interpreter and Django version. */
+void ctl_print_workspace_added(json_t *ws);
+/* "atlas: ready http://127.0.0.1:38211/", "atlas: failed: <reason>"..., for a server JSON object
+ * (a NULL server and an error object give "SLUG: failed: MESSAGE"). malloc'ed, NULL on OOM. */
+char *ctl_server_line(const char *slug, json_t *server, json_t *error);
+/* Whether a server JSON object says it serves (ready or reloading, with a URL). */
+bool ctl_server_serving(json_t *server);
+/* Whether a URL may be handed to an opener: "http://" followed by a host, no whitespace or control
+ * characters, at most 2048 bytes. */
+bool ctl_url_is_openable(const char *url);
+
 /* ---- commands ---- */
 
 int verb_info(int argc, char *argv[]);
@@ -115,3 +186,15 @@ int verb_reload(int argc, char *argv[]);
 void help_reload(void);
 int verb_watch(int argc, char *argv[]);
 void help_watch(void);
+int verb_ws(int argc, char *argv[]);
+void help_ws(void);
+int verb_server(int argc, char *argv[]);
+void help_server(void);
+int verb_url(int argc, char *argv[]);
+void help_url(void);
+int verb_open(int argc, char *argv[]);
+void help_open(void);
+int verb_logs(int argc, char *argv[]);
+void help_logs(void);
+int verb_sample(int argc, char *argv[]);
+void help_sample(void);

@@ -26,6 +26,14 @@ static int verb_help(int argc, char *argv[]);
 static void help_help(void);
 
 static const Verb verbs[] = {
+        { "ws", "add|ls|show|rm", "Register Django projects and look at them", verb_ws, help_ws },
+        { "server", "start|stop|restart|status WS...|--all", "Control workspaces' Django servers",
+          verb_server, help_server },
+        { "url", "WS", "Print the URL a workspace's server serves on", verb_url, help_url },
+        { "open", "WS", "Open a workspace's server in the browser", verb_open, help_open },
+        { "logs", "WS [-f] [-n N]", "Print (and follow) a workspace's server log", verb_logs, help_logs },
+        { "sample", "ls|install NAME [--start]", "List and install the sample projects", verb_sample,
+          help_sample },
         { "info", "", "Show daemon information", verb_info, help_info },
         { "watch", "[--topic PATTERN]... [--since SEQ]", "Print events as they happen", verb_watch,
           help_watch },

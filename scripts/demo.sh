@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # djdesk demo: builds the tree, runs djdeskd in a throw-away environment (temporary XDG directories,
 # a private D-Bus session bus) and shows what this release does: info over the socket and D-Bus,
-# events with replay, configuration reload (good and bad), graceful shutdown, and activation by
+# events with replay, configuration reload (good and bad), the atlas sample installed and its Django
+# server started (URL, state, page, log, a reload on edit), graceful shutdown, and activation by
 # socket and by D-Bus. Nothing outside the build directory and a temporary directory is touched.
 #
 #   scripts/demo.sh            # installs missing Debian packages first when run as root
 #
-# Environment: DJDESK_DEMO_BUILD (build directory, default build-demo in the source tree).
+# Environment: DJDESK_DEMO_BUILD (build directory, default build-demo in the source tree);
+# DJDESK_PYTHON (an interpreter that imports Django; default: python3 from PATH if it can, else
+# /usr/bin/python3, Debian's python3-django).
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,7 +33,7 @@ if [[ "${1:-}" != --inner ]]; then
         # busctl and systemd-socket-activate come from "systemd".
         deps=(meson ninja-build pkg-config gcc libsystemd-dev libevent-dev libsqlite3-dev libjansson-dev
               libnotify-dev libinih-dev libcmocka-dev scdoc dbus python3-pytest python3-django
-              python3-dbusmock sqlite3 util-linux systemd libdbus-1-dev)
+              python3-dbusmock sqlite3 util-linux systemd libdbus-1-dev curl)
         if command -v dpkg-query >/dev/null; then
                 missing=()
                 for p in "${deps[@]}"; do
@@ -82,17 +85,29 @@ if [[ "${1:-}" != --inner ]]; then
   </policy>
 </busconfig>
 EOF
-        # Written into the service directory only when step 6 shows D-Bus activation, so that no
+        # Written into the service directory only when step 7 shows D-Bus activation, so that no
         # earlier call can start a daemon behind the demo's back.
         sed -e "s|^Exec=.*|Exec=$build/daemon/djdeskd --log-level=warning|" \
                 "$build/dbus/io.djdesk.Desk1.service" >"$tmp/io.djdesk.Desk1.service"
 
         export XDG_RUNTIME_DIR="$tmp/runtime" XDG_CONFIG_HOME="$tmp/config" XDG_STATE_HOME="$tmp/state" \
                XDG_DATA_HOME="$tmp/data" XDG_CACHE_HOME="$tmp/cache"
+        # The Django servers need an interpreter that imports Django. The python3 first on PATH may
+        # not (a pyenv or virtualenv build): then use Debian's, which python3-django above provides.
+        demo_python=${DJDESK_PYTHON:-}
+        if [[ -z "$demo_python" ]] && ! python3 -c 'import django' >/dev/null 2>&1; then
+                demo_python=/usr/bin/python3
+        fi
+        if [[ -n "$demo_python" ]] && ! "$demo_python" -c 'import django' >/dev/null 2>&1; then
+                die "$demo_python cannot import django (Debian package python3-django; or set DJDESK_PYTHON)"
+        fi
         unset DJDESK_SOCKET DJDESK_LOG_LEVEL DJDESK_PYTHON DJDESK_FORCE_PORT DJANGO_SETTINGS_MODULE \
               INSPECTOR_DATA_LAB_ROOT DJDESK_DATA_LAB_ROOT DJDESK_SAMPLE_ROOT \
               NOTIFY_SOCKET WATCHDOG_USEC WATCHDOG_PID LISTEN_FDS LISTEN_PID LISTEN_FDNAMES \
               DBUS_SESSION_BUS_ADDRESS
+        [[ -z "$demo_python" ]] || export DJDESK_PYTHON="$demo_python"
+        # Run the helper and the samples from this source tree, not from an installed djdesk.
+        export DJDESK_SERVE="$src/python/djdesk-serve" DJDESK_SAMPLES_DIR="$src/samples"
         command -v dbus-run-session >/dev/null || die "dbus-run-session not found (Debian package: dbus)"
         # The inner run stops everything it started; $tmp goes once the bus is gone too (trap above).
         # As root in a container dbus-daemon complains that it cannot raise its fd limit: harmless.
@@ -275,12 +290,52 @@ kill -INT "$replayer" 2>/dev/null || true
 wait "$replayer" 2>/dev/null || true
 sed 's/^/  /' "$tmp/replay.log"
 
-# ---- 4. effective configuration ----
+# ---- 4. a workspace and its Django server ----
+step "A workspace: the atlas sample, installed, registered and served"
+echo "Servers run with ${DJDESK_PYTHON:-python3 from PATH} (DJDESK_PYTHON), djdesk-serve and the samples from the source tree."
+show djdeskctl sample ls
+show djdeskctl sample install atlas || die "djdeskctl sample install atlas failed"
+show djdeskctl server start atlas || die "the atlas server did not start"
+url=$("$djdeskctl" url atlas) || die "djdeskctl url atlas failed"
+ws_field() { # ws_field EXPR: evaluates EXPR (python, on the workspace dict "w") against ws show --json
+        djdeskctl --json ws show atlas | python3 -c 'import json, sys; w = json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"
+}
+server_pid=$(ws_field 'w["server"]["pid"]')
+printf '%satlas is %s at %s (pid %s)%s\n' "$green" "$(ws_field 'w["server"]["state"]')" "$url" "$server_pid" "$reset"
+printf '%s$ curl -s %s | grep -o "<title>.*</title>"%s\n' "$dim" "$url" "$reset"
+curl -s "$url" | grep -o '<title>.*</title>' || die "GET $url did not return the atlas page"
+show djdeskctl ws ls
+show djdeskctl ws show atlas
+show djdeskctl logs atlas -n 5
+echo
+echo "The same workspace over D-Bus:"
+show busctl --user get-property io.djdesk.Desk1 /io/djdesk/Desk1/workspace/atlas io.djdesk.Desk1.Workspace \
+        ServerState URL Pid || echo "(the workspace object is not on the bus)"
+
+echo
+echo "Edit a view: the daemon starts a new server process on the same socket and stops the old one once"
+echo "the new one is ready; no request is refused in between."
+view="$XDG_DATA_HOME/djdesk/samples/atlas/catalog/views.py"
+show sed -i "s|('Instruments', |('Instruments (edited)', |" "$view"
+reloaded() {
+        [[ "$(ws_field 'w["server"]["state"]')" == ready ]] && curl -s "$url" | grep -q 'Instruments (edited)'
+}
+if wait_for 20 reloaded; then
+        new_pid=$(ws_field 'w["server"]["pid"]')
+        printf '%sthe page shows the edit; same URL %s, server pid %s -> %s%s\n' "$green" "$url" "$server_pid" \
+                "$new_pid" "$reset"
+        server_pid=$new_pid
+else
+        echo "the edit did not show within 20 s" >&2
+fi
+show djdeskctl server status atlas
+
+# ---- 5. effective configuration ----
 step "Where every setting comes from"
 printf '%s$ DJDESK_FORCE_PORT=8001 djdeskd --print-config%s\n' "$dim" "$reset"
 DJDESK_FORCE_PORT=8001 "$djdeskd" --print-config
 
-# ---- 5. shutdown ----
+# ---- 6. shutdown ----
 step "Graceful shutdown with SIGTERM"
 alive "$daemon" || die "djdeskd (pid $daemon) is no longer running"
 show kill -TERM "$daemon"
@@ -297,8 +352,12 @@ tail -n 2 "$tmp/notify.log" | sed 's/^/  /'
 echo "Daemon log:"
 sed 's/^/  /' "$tmp/djdeskd.log"
 ((rc == 0)) || die "djdeskd did not exit cleanly"
+if alive "$server_pid"; then
+        die "the atlas server (pid $server_pid) outlived the daemon"
+fi
+echo "the atlas server (pid $server_pid) was stopped with the daemon"
 
-# ---- 6. activation ----
+# ---- 7. activation ----
 if command -v systemd-socket-activate >/dev/null; then
         step "Socket activation: systemd-socket-activate holds the socket, the first client starts djdeskd"
         printf '%s$ systemd-socket-activate -l %s djdeskd%s\n' "$dim" "$sock" "$reset"

@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: MIT */
+/* Small helpers shared by the djdeskctl commands: JSON accessors, times, tables, spawning a helper
+ * program, sub-command dispatch. */
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "strv.h"
+
+extern char **environ;
+
+const char *ctl_str(json_t *o, const char *key, const char *def) {
+        const char *s = json_string_value(json_object_get(o, key));
+
+        return s ?: def;
+}
+
+json_int_t ctl_int(json_t *o, const char *key, json_int_t def) {
+        json_t *v = json_object_get(o, key);
+
+        return json_is_integer(v) ? json_integer_value(v) : def;
+}
+
+const char *ctl_clock(const char *iso, bool msec, char *buf, size_t n) {
+        static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+        int year, mon, day, hour, min, sec, frac = 0, off_h = 0, off_m = 0;
+        struct tm tm = {}, local;
+        const char *p;
+        time_t t;
+        char hms[9];
+
+        if (!iso)
+                return "-";
+        for (size_t i = 0; i < sizeof(shape) - 1; i++)
+                if (shape[i] == 'd' ? !isdigit((unsigned char) iso[i]) : iso[i] != shape[i])
+                        return iso;
+        if (sscanf(iso, "%4d-%2d-%2dT%2d:%2d:%2d", &year, &mon, &day, &hour, &min, &sec) != 6)
+                return iso;
+        p = iso + sizeof(shape) - 1;
+        if (*p == '.') {
+                size_t digits = 0;
+
+                for (p++; isdigit((unsigned char) *p); p++, digits++)
+                        if (digits < 3)
+                                frac = frac * 10 + (*p - '0');
+                if (digits == 0)
+                        return iso;
+                for (; digits < 3; digits++)
+                        frac *= 10;
+        }
+        if (!streq(p, "Z") && ((p[0] != '+' && p[0] != '-') || strlen(p) != 6 ||
+                               sscanf(p + 1, "%2d:%2d", &off_h, &off_m) != 2))
+                return iso;
+
+        tm.tm_year = year - 1900;
+        tm.tm_mon = mon - 1;
+        tm.tm_mday = day;
+        tm.tm_hour = hour;
+        tm.tm_min = min;
+        tm.tm_sec = sec;
+        t = timegm(&tm);
+        if (t == (time_t) -1)
+                return iso;
+        t -= (p[0] == '-' ? -1 : 1) * (time_t) (off_h * 3600 + off_m * 60);
+        if (!localtime_r(&t, &local) || strftime(hms, sizeof(hms), "%H:%M:%S", &local) == 0)
+                return iso;
+        if (msec)
+                (void) snprintf(buf, n, "%s.%03d", hms, frac);
+        else
+                (void) snprintf(buf, n, "%s", hms);
+        return buf;
+}
+
+/* ---- tables ---- */
+
+struct CtlTable {
+        size_t n_columns;
+        char **cells; /* row after row, the header first */
+};
+
+CtlTable *ctl_table_free(CtlTable *t) {
+        if (!t)
+                return NULL;
+        strv_free(t->cells);
+        free(t);
+        return NULL;
+}
+
+static int table_add_va(CtlTable *t, va_list ap) {
+        for (size_t i = 0; i < t->n_columns; i++) {
+                const char *s = va_arg(ap, const char *);
+                int r = strv_extend(&t->cells, s ?: "-");
+
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+CtlTable *ctl_table_new(size_t n_columns, ...) {
+        _cleanup_(ctl_table_freep) CtlTable *t = NULL;
+        va_list ap;
+        int r;
+
+        assert(n_columns > 0);
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return NULL;
+        t->n_columns = n_columns;
+        va_start(ap, n_columns);
+        r = table_add_va(t, ap);
+        va_end(ap);
+        return r < 0 ? NULL : TAKE_PTR(t);
+}
+
+int ctl_table_add(CtlTable *t, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, t);
+        r = table_add_va(t, ap);
+        va_end(ap);
+        return r;
+}
+
+/* Characters, not bytes: UTF-8 continuation bytes do not take a column. */
+static size_t text_width(const char *s) {
+        size_t w = 0;
+
+        for (; *s; s++)
+                if (((unsigned char) *s & 0xc0) != 0x80)
+                        w++;
+        return w;
+}
+
+void ctl_table_print(CtlTable *t) {
+        size_t n = strv_length(t->cells), widths[16] = {};
+
+        assert(t->n_columns <= ELEMENTSOF(widths));
+        for (size_t i = 0; i < n; i++)
+                widths[i % t->n_columns] = MAX(widths[i % t->n_columns], text_width(t->cells[i]));
+        for (size_t i = 0; i < n; i++) {
+                size_t col = i % t->n_columns;
+
+                if (col + 1 == t->n_columns)
+                        printf("%s\n", t->cells[i]);
+                else
+                        printf("%s%*s", t->cells[i], (int) (widths[col] - text_width(t->cells[i]) + 2), "");
+        }
+}
+
+/* ---- helper programs ---- */
+
+int ctl_spawn_wait(char *const argv[]) {
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        sigset_t empty, dflt;
+        pid_t pid;
+        int r, status;
+
+        (void) fflush(stdout);
+        (void) fflush(stderr);
+        (void) sigemptyset(&empty);
+        (void) sigemptyset(&dflt);
+        (void) sigaddset(&dflt, SIGPIPE); /* we ignore it; a child must not inherit that */
+        (void) sigaddset(&dflt, SIGINT);
+        (void) sigaddset(&dflt, SIGTERM);
+
+        r = posix_spawnattr_init(&attr);
+        if (r != 0)
+                return -r;
+        r = posix_spawn_file_actions_init(&fa);
+        if (r != 0) {
+                (void) posix_spawnattr_destroy(&attr);
+                return -r;
+        }
+        r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        if (r == 0)
+                r = posix_spawnattr_setsigmask(&attr, &empty);
+        if (r == 0)
+                r = posix_spawnattr_setsigdefault(&attr, &dflt);
+        if (r == 0)
+                r = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        if (r == 0)
+                r = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+        (void) posix_spawn_file_actions_destroy(&fa);
+        (void) posix_spawnattr_destroy(&attr);
+        if (r != 0)
+                return -r;
+
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+bool ctl_colors(void) {
+        const char *term = getenv("TERM");
+
+        return isatty(STDOUT_FILENO) && !getenv("NO_COLOR") && !(term && streq(term, "dumb"));
+}
+
+/* ---- sub-commands ---- */
+
+int ctl_dispatch(int argc, char *argv[], const char *verb, void (*help)(void), const CtlSubVerb *subs,
+                 size_t n_subs, const char *def) {
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                {},
+        };
+        const char *name;
+        bool done = false;
+        int c, r;
+
+        /* "+": stop at the sub-command, which parses the rest (its own options included). */
+        while ((c = getopt_long(argc, argv, "+" CTL_COMMON_SHORTOPTS, options, NULL)) >= 0) {
+                r = ctl_parse_common_option(c, verb, argv, help, &done);
+                if (r < 0)
+                        return CTL_EXIT_USAGE;
+                if (r == 0) {
+                        (void) ctl_usage_error(verb, "unexpected option '%s'", argv[optind - 1]);
+                        return CTL_EXIT_USAGE;
+                }
+                if (done)
+                        return CTL_EXIT_OK;
+        }
+
+        if (optind >= argc) {
+                if (!def) {
+                        (void) ctl_usage_error(verb, "missing sub-command");
+                        return CTL_EXIT_USAGE;
+                }
+                name = def;
+        } else
+                name = argv[optind];
+
+        for (size_t i = 0; i < n_subs; i++) {
+                if (!streq(subs[i].name, name) && !(subs[i].alias && streq(subs[i].alias, name)))
+                        continue;
+                if (optind >= argc) {
+                        char *sub_argv[] = { (char *) subs[i].name, NULL };
+
+                        optind = 0;
+                        return subs[i].run(1, sub_argv);
+                }
+                argc -= optind;
+                argv += optind;
+                optind = 0; /* full re-initialisation, for the sub-command's own option string */
+                return subs[i].run(argc, argv);
+        }
+        (void) ctl_usage_error(verb, "unknown sub-command '%s'", name);
+        return CTL_EXIT_USAGE;
+}
