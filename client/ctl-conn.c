@@ -415,22 +415,53 @@ int ctl_report_transport_error(Ctl *c, int r) {
         }
 }
 
-int ctl_simple_call(const char *method, json_t *params, json_t **ret_result) {
-        _cleanup_(ctl_freep) Ctl *c = NULL;
+int ctl_call_checked(Ctl *c, const char *method, json_t *params, uint64_t timeout_usec, bool quit_ok,
+                     json_t **ret_result) {
         json_auto_t *error = NULL;
         int r;
 
-        r = ctl_open(false, &c);
-        if (r < 0) {
-                json_decref(params);
-                return r == -ENOMEM ? CTL_EXIT_FAILURE : CTL_EXIT_UNREACHABLE;
-        }
-        r = ctl_call(c, method, params, CTL_CALL_TIMEOUT_USEC, ret_result, &error);
+        r = ctl_call(c, method, params, timeout_usec, ret_result, &error);
+        if (r == -EINTR && quit_ok)
+                return CTL_EXIT_OK; /* SIGINT/SIGTERM: *ret_result stays NULL */
         if (r < 0)
                 return ctl_report_transport_error(c, r);
         if (r > 0)
                 return ctl_report_daemon_error(error);
         return CTL_EXIT_OK;
+}
+
+int ctl_simple_call(const char *method, json_t *params, json_t **ret_result) {
+        _cleanup_(ctl_freep) Ctl *c = NULL;
+        int r;
+
+        r = ctl_connect(false, &c);
+        if (r != CTL_EXIT_OK) {
+                json_decref(params);
+                return r;
+        }
+        return ctl_call_checked(c, method, params, CTL_CALL_TIMEOUT_USEC, false, ret_result);
+}
+
+int ctl_next_event(Ctl *c, json_t **ret_params) {
+        int r;
+
+        for (;;) {
+                json_auto_t *m = NULL;
+                json_t *p;
+
+                r = ctl_read_message(c, CTL_USEC_INFINITY, &m);
+                if (r == -EINTR)
+                        return CTL_EXIT_OK; /* SIGINT/SIGTERM: *ret_params stays NULL */
+                if (r < 0)
+                        return ctl_report_transport_error(c, r);
+                if (!streq(ctl_str(m, "method", ""), "event"))
+                        continue;
+                p = json_object_get(m, "params");
+                if (!json_is_string(json_object_get(p, "topic")))
+                        continue; /* malformed: nothing to go by */
+                *ret_params = json_incref(p);
+                return CTL_EXIT_OK;
+        }
 }
 
 int ctl_connect(bool interruptible, Ctl **ret) {

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* djdeskctl info, djdeskctl reload */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,22 +33,11 @@ void help_reload(void) {
                "      --json         Print the daemon.reload result as JSON\n");
 }
 
-static void print_field(const char *label, const char *fmt, ...) _printf_(2, 3);
-static void print_field(const char *label, const char *fmt, ...) {
-        va_list ap;
-
-        printf("%-*s", INFO_LABEL_WIDTH, label);
-        va_start(ap, fmt);
-        (void) vprintf(fmt, ap);
-        va_end(ap);
-        (void) putchar('\n');
-}
+#define print_field(label, ...) ctl_print_field(INFO_LABEL_WIDTH, label, __VA_ARGS__)
 
 /* A string member, or "-" when it is missing (or not a string). */
 static const char *info_str(json_t *o, const char *key) {
-        const char *s = json_string_value(json_object_get(o, key));
-
-        return s ?: "-";
+        return ctl_str(o, key, "-");
 }
 
 static void print_int_field(const char *label, json_t *o, const char *key) {
@@ -118,44 +106,26 @@ int verb_info(int argc, char *argv[]) {
         json_auto_t *result = NULL;
         int r;
 
-        r = ctl_parse_no_args(argc, argv, "info", help_info);
-        if (r <= 0)
-                return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
-
-        r = ctl_simple_call("daemon.info", NULL, &result);
-        if (r != CTL_EXIT_OK)
+        r = ctl_call_command(argc, argv, "info", help_info, "daemon.info", &result);
+        if (r != CTL_EXIT_OK || !result)
                 return r;
-        if (!json_is_object(result)) {
-                ctl_message("the daemon sent a malformed daemon.info result");
-                return CTL_EXIT_FAILURE;
-        }
-
-        if (arg_json) {
-                r = ctl_print_json(result, true);
-                return r < 0 ? ctl_stdout_failed(r) : CTL_EXIT_OK;
-        }
+        if (!json_is_object(result))
+                return ctl_malformed("daemon.info");
+        if (arg_json)
+                return ctl_print_result(result);
         print_info(result);
-        r = ctl_flush_stdout();
-        return r < 0 ? ctl_stdout_failed(r) : CTL_EXIT_OK;
+        return ctl_finish_stdout();
 }
 
 int verb_reload(int argc, char *argv[]) {
         json_auto_t *result = NULL;
         int r;
 
-        r = ctl_parse_no_args(argc, argv, "reload", help_reload);
-        if (r <= 0)
-                return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
-
-        r = ctl_simple_call("daemon.reload", NULL, &result);
-        if (r != CTL_EXIT_OK)
+        r = ctl_call_command(argc, argv, "reload", help_reload, "daemon.reload", &result);
+        if (r != CTL_EXIT_OK || !result)
                 return r;
-
         if (arg_json)
-                r = ctl_print_json(result, true);
-        else {
-                printf("configuration reloaded\n");
-                r = ctl_flush_stdout();
-        }
-        return r < 0 ? ctl_stdout_failed(r) : CTL_EXIT_OK;
+                return ctl_print_result(result);
+        printf("configuration reloaded\n");
+        return ctl_finish_stdout();
 }

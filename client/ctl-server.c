@@ -128,40 +128,6 @@ bool ctl_url_is_openable(const char *url) {
         return true;
 }
 
-static int finish_stdout(void) {
-        int r = ctl_flush_stdout();
-
-        return r < 0 ? ctl_stdout_failed(r) : CTL_EXIT_OK;
-}
-
-/* Parses "VERB WS" (one workspace) plus the common options. */
-static int parse_one_ws(int argc, char *argv[], const char *verb, void (*help)(void), const char **ret) {
-        static const struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                {},
-        };
-        bool done = false;
-        int c, r;
-
-        while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, options, NULL)) >= 0) {
-                r = ctl_parse_common_option(c, verb, argv, help, &done);
-                if (r < 0)
-                        return r;
-                if (done)
-                        return 0;
-                if (r == 0)
-                        return ctl_usage_error(verb, "unexpected option '%s'", argv[optind - 1]);
-        }
-        if (optind >= argc)
-                return ctl_usage_error(verb, "missing workspace (see 'djdeskctl ws ls')");
-        if (argc - optind > 1)
-                return ctl_usage_error(verb, "unexpected argument '%s'", argv[optind + 1]);
-        if (isempty(argv[optind]))
-                return ctl_usage_error(verb, "the workspace must not be empty");
-        *ret = argv[optind];
-        return 1;
-}
-
 /* ---- server start|stop|restart|status ---- */
 
 typedef struct Target {
@@ -212,29 +178,11 @@ typedef struct ServerArgs {
 } ServerArgs;
 
 static int parse_server_args(int argc, char *argv[], const char *verb, ServerArgs *a) {
-        enum { ARG_ALL = _CTL_ARG_MAX };
-        static const struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                { "all", no_argument, NULL, ARG_ALL },
-                {},
-        };
-        bool done = false;
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, options, NULL)) >= 0) {
-                r = ctl_parse_common_option(c, verb, argv, help_server, &done);
-                if (r < 0)
-                        return r;
-                if (done)
-                        return 0;
-                if (r > 0)
-                        continue;
-                if (c == ARG_ALL) {
-                        a->all = true;
-                        continue;
-                }
-                return ctl_usage_error(verb, "unexpected option '%s'", argv[optind - 1]);
-        }
+        r = ctl_parse_flag(argc, argv, verb, help_server, "all", &a->all);
+        if (r <= 0)
+                return r;
         for (; optind < argc; optind++) {
                 if (isempty(argv[optind]))
                         return ctl_usage_error(verb, "a workspace must not be empty");
@@ -252,21 +200,17 @@ static int parse_server_args(int argc, char *argv[], const char *verb, ServerArg
 }
 
 static int list_slugs(Ctl *c, Targets *t, json_t **ret_list) {
-        json_auto_t *result = NULL, *error = NULL;
+        json_auto_t *result = NULL;
         json_t *list, *ws;
         size_t i;
         int r;
 
-        r = ctl_call(c, "workspace.list", NULL, CTL_CALL_TIMEOUT_USEC, &result, &error);
-        if (r < 0)
-                return ctl_report_transport_error(c, r);
-        if (r > 0)
-                return ctl_report_daemon_error(error);
-        list = json_object_get(result, "workspaces");
-        if (!json_is_array(list)) {
-                ctl_message("the daemon sent a malformed workspace.list result");
+        r = ctl_call_checked(c, "workspace.list", NULL, CTL_CALL_TIMEOUT_USEC, false, &result);
+        if (r != CTL_EXIT_OK)
+                return r;
+        list = ctl_result_array(result, "workspaces", "workspace.list");
+        if (!list)
                 return CTL_EXIT_FAILURE;
-        }
         json_array_foreach (list, i, ws) {
                 const char *slug = ctl_str(ws, "slug", NULL);
 
@@ -304,13 +248,11 @@ static int print_target(Target *t) {
  * --all, get an object mapping each slug to its result or to {"error": ...}. */
 static int print_targets_json(Targets *t, bool single) {
         json_auto_t *o = NULL;
-        int r;
 
         if (single) {
                 if (t->items[0].error)
                         return ctl_report_daemon_error(t->items[0].error);
-                r = ctl_print_json(t->items[0].result, true);
-                return r < 0 ? ctl_stdout_failed(r) : CTL_EXIT_OK;
+                return ctl_print_result(t->items[0].result);
         }
         o = json_object();
         if (!o)
@@ -322,8 +264,7 @@ static int print_targets_json(Targets *t, bool single) {
                 if (!v || json_object_set_new(o, x->slug, v) < 0)
                         return ctl_oom();
         }
-        r = ctl_print_json(o, true);
-        return r < 0 ? ctl_stdout_failed(r) : CTL_EXIT_OK;
+        return ctl_print_result(o);
 }
 
 static int server_action(int argc, char *argv[], const char *action) {
@@ -382,10 +323,8 @@ static int server_action(int argc, char *argv[], const char *action) {
                         x->result = json_incref(json_object_get(ws, "server"));
                         x->done = true;
                         r = print_target(x);
-                        if (r == -ENOMEM)
-                                return ctl_oom();
                         if (r < 0)
-                                return ctl_stdout_failed(r);
+                                return ctl_output_failed(r);
                 }
                 return arg_json ? print_targets_json(&t, false) : CTL_EXIT_OK;
         }
@@ -427,10 +366,8 @@ static int server_action(int argc, char *argv[], const char *action) {
                 if (!target_ok(action, x))
                         failed = true;
                 r = print_target(x);
-                if (r == -ENOMEM)
-                        return ctl_oom();
                 if (r < 0)
-                        return ctl_stdout_failed(r);
+                        return ctl_output_failed(r);
         }
 
         if (arg_json) {
@@ -467,17 +404,6 @@ int verb_server(int argc, char *argv[]) {
 
 /* ---- url, open ---- */
 
-/* server.status for one workspace; CTL_EXIT_OK with *ret_server, or the exit status. */
-static int get_server(const char *verb, const char *ws, json_t **ret_server) {
-        json_auto_t *params = json_pack("{s:s}", "workspace", ws);
-
-        if (!params) {
-                (void) ctl_usage_error(verb, "invalid workspace '%s'", ws);
-                return CTL_EXIT_USAGE;
-        }
-        return ctl_simple_call("server.status", TAKE_PTR(params), ret_server);
-}
-
 static int not_serving(const char *ws, json_t *server) {
         const char *state = ctl_str(server, "state", "unknown");
 
@@ -492,11 +418,8 @@ int verb_url(int argc, char *argv[]) {
         const char *ws = NULL;
         int r;
 
-        r = parse_one_ws(argc, argv, "url", help_url, &ws);
-        if (r <= 0)
-                return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
-        r = get_server("url", ws, &server);
-        if (r != CTL_EXIT_OK)
+        r = ctl_workspace_command(argc, argv, "url", help_url, "server.status", &ws, &server);
+        if (r != CTL_EXIT_OK || !server)
                 return r;
         if (arg_json) {
                 r = ctl_print_json(server, true);
@@ -507,7 +430,7 @@ int verb_url(int argc, char *argv[]) {
                 return not_serving(ws, server);
         if (!arg_json)
                 printf("%s\n", ctl_str(server, "url", "-"));
-        return finish_stdout();
+        return ctl_finish_stdout();
 }
 
 int verb_open(int argc, char *argv[]) {
@@ -515,11 +438,8 @@ int verb_open(int argc, char *argv[]) {
         const char *ws = NULL, *url, *opener;
         int r;
 
-        r = parse_one_ws(argc, argv, "open", help_open, &ws);
-        if (r <= 0)
-                return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
-        r = get_server("open", ws, &server);
-        if (r != CTL_EXIT_OK)
+        r = ctl_workspace_command(argc, argv, "open", help_open, "server.status", &ws, &server);
+        if (r != CTL_EXIT_OK || !server)
                 return r;
         if (!ctl_server_serving(server))
                 return not_serving(ws, server);
@@ -568,17 +488,11 @@ static int parse_logs_args(int argc, char *argv[], LogsArgs *a) {
                 {},
         };
         bool done = false;
-        int c, r;
+        int c;
 
         a->lines = LOGS_DEFAULT_LINES;
-        while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS "n:f", options, NULL)) >= 0) {
-                r = ctl_parse_common_option(c, "logs", argv, help_logs, &done);
-                if (r < 0)
-                        return r;
-                if (done)
-                        return 0;
-                if (r > 0)
-                        continue;
+        while ((c = ctl_getopt(argc, argv, CTL_COMMON_SHORTOPTS "n:f", options, "logs", help_logs, &done)) >
+               0)
                 switch (c) {
                 case 'n':
                         if (parse_uint_range(optarg, 0, LOGS_MAX_LINES, &a->lines) < 0)
@@ -589,17 +503,11 @@ static int parse_logs_args(int argc, char *argv[], LogsArgs *a) {
                         a->follow = true;
                         break;
                 default:
-                        return ctl_usage_error("logs", "unexpected option '%s'", argv[optind - 1]);
+                        return ctl_unexpected_option("logs", argv);
                 }
-        }
-        if (optind >= argc)
-                return ctl_usage_error("logs", "missing workspace (see 'djdeskctl ws ls')");
-        if (argc - optind > 1)
-                return ctl_usage_error("logs", "unexpected argument '%s'", argv[optind + 1]);
-        if (isempty(argv[optind]))
-                return ctl_usage_error("logs", "the workspace must not be empty");
-        a->ws = argv[optind];
-        return 1;
+        if (c < 0 || done)
+                return c;
+        return ctl_parse_ws_operand(argc, argv, "logs", &a->ws);
 }
 
 /* One log line: "HH:MM:SS L TEXT". On a terminal, control characters in the text become '?' (a
@@ -657,18 +565,13 @@ static int logs_follow(Ctl *c, const char *ws, json_int_t last_n, bool tty) {
         int r;
 
         for (;;) {
-                json_auto_t *m = NULL;
-                json_t *p, *data;
+                json_auto_t *p = NULL;
+                json_t *data;
                 const char *topic;
 
-                r = ctl_read_message(c, CTL_USEC_INFINITY, &m);
-                if (r == -EINTR)
-                        return CTL_EXIT_OK; /* SIGINT/SIGTERM */
-                if (r < 0)
-                        return ctl_report_transport_error(c, r);
-                if (!streq(ctl_str(m, "method", ""), "event"))
-                        continue;
-                p = json_object_get(m, "params");
+                r = ctl_next_event(c, &p);
+                if (r != CTL_EXIT_OK || !p)
+                        return r; /* interrupted: CTL_EXIT_OK */
                 topic = ctl_str(p, "topic", "");
                 data = json_object_get(p, "data");
 
@@ -692,7 +595,7 @@ static int logs_follow(Ctl *c, const char *ws, json_int_t last_n, bool tty) {
 
 int verb_logs(int argc, char *argv[]) {
         _cleanup_(ctl_freep) Ctl *c = NULL;
-        json_auto_t *params = NULL, *result = NULL, *error = NULL, *sub = NULL;
+        json_auto_t *params = NULL, *result = NULL, *sub = NULL;
         LogsArgs a = {};
         json_int_t last_n = -1;
         json_t *lines;
@@ -712,43 +615,32 @@ int verb_logs(int argc, char *argv[]) {
                  * event too, and is skipped by its number. Nothing is lost, nothing printed twice. */
                 (void) setvbuf(stdout, NULL, _IOLBF, 0);
                 ctl_keep_notifications(c, true);
-                r = ctl_call(c, "subscribe",
-                             json_pack("{s:[sss]}", "topics", TOPIC_LOG, TOPIC_REMOVED, TOPIC_SHUTDOWN),
-                             CTL_CALL_TIMEOUT_USEC, &sub, &error);
-                if (r == -EINTR)
-                        return CTL_EXIT_OK;
-                if (r < 0)
-                        return ctl_report_transport_error(c, r);
-                if (r > 0)
-                        return ctl_report_daemon_error(error);
+                r = ctl_call_checked(
+                        c, "subscribe",
+                        json_pack("{s:[sss]}", "topics", TOPIC_LOG, TOPIC_REMOVED, TOPIC_SHUTDOWN),
+                        CTL_CALL_TIMEOUT_USEC, true, &sub);
+                if (r != CTL_EXIT_OK || !sub)
+                        return r;
         }
 
         /* With -n 0 the newest line is still asked for: its number is where -f starts. */
-        params =
-                json_pack("{s:s, s:I}", "workspace", a.ws, "limit", (json_int_t) MAX(a.lines, (uint64_t) 1));
-        if (!params) {
-                (void) ctl_usage_error("logs", "invalid workspace '%s'", a.ws);
-                return CTL_EXIT_USAGE;
-        }
-        r = ctl_call(c, "server.logs", TAKE_PTR(params), CTL_CALL_TIMEOUT_USEC, &result, &error);
-        if (r == -EINTR)
-                return CTL_EXIT_OK;
-        if (r < 0)
-                return ctl_report_transport_error(c, r);
-        if (r > 0)
-                return ctl_report_daemon_error(error);
-        lines = json_object_get(result, "lines");
-        if (!json_is_array(lines)) {
-                ctl_message("the daemon sent a malformed server.logs result");
+        r = ctl_workspace_params("logs", a.ws, &params);
+        if (r != CTL_EXIT_OK)
+                return r;
+        if (json_object_set_new(params, "limit", json_integer((json_int_t) MAX(a.lines, (uint64_t) 1))) < 0)
+                return ctl_oom();
+        r = ctl_call_checked(c, "server.logs", TAKE_PTR(params), CTL_CALL_TIMEOUT_USEC, true, &result);
+        if (r != CTL_EXIT_OK || !result)
+                return r;
+        lines = ctl_result_array(result, "lines", "server.logs");
+        if (!lines)
                 return CTL_EXIT_FAILURE;
-        }
 
         tty = ctl_colors();
         if (arg_json && !a.follow) {
                 if (a.lines == 0 && json_array_clear(lines) < 0)
                         return ctl_oom();
-                r = ctl_print_json(result, true);
-                return r < 0 ? ctl_stdout_failed(r) : CTL_EXIT_OK;
+                return ctl_print_result(result);
         }
         r = print_log_lines(lines, &last_n, tty, a.lines > 0);
         if (r < 0)

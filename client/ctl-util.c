@@ -81,6 +81,16 @@ const char *ctl_clock(const char *iso, bool msec, char *buf, size_t n) {
         return buf;
 }
 
+void ctl_print_field(int width, const char *label, const char *fmt, ...) {
+        va_list ap;
+
+        printf("%-*s", width, label);
+        va_start(ap, fmt);
+        (void) vprintf(fmt, ap);
+        va_end(ap);
+        (void) putchar('\n');
+}
+
 /* ---- tables ---- */
 
 struct CtlTable {
@@ -212,30 +222,88 @@ bool ctl_colors(void) {
         return isatty(STDOUT_FILENO) && !getenv("NO_COLOR") && !(term && streq(term, "dumb"));
 }
 
+/* ---- arguments ---- */
+
+int ctl_parse_ws_operand(int argc, char *argv[], const char *verb, const char **ret) {
+        return ctl_parse_operand(argc, argv, verb, "missing workspace (see 'djdeskctl ws ls')",
+                                 "the workspace must not be empty", ret);
+}
+
+int ctl_workspace_params(const char *verb, const char *ws, json_t **ret) {
+        *ret = json_pack("{s:s}", "workspace", ws);
+        if (!*ret) {
+                (void) ctl_usage_error(verb, "invalid workspace '%s'", ws);
+                return CTL_EXIT_USAGE;
+        }
+        return CTL_EXIT_OK;
+}
+
+/* ---- commands that make one call ---- */
+
+int ctl_call_command(int argc, char *argv[], const char *verb, void (*help)(void), const char *method,
+                     json_t **ret_result) {
+        int r;
+
+        r = ctl_parse_no_args(argc, argv, verb, help);
+        if (r <= 0)
+                return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
+        return ctl_simple_call(method, NULL, ret_result);
+}
+
+int ctl_list_command(int argc, char *argv[], const CtlListing *l, CtlTable *t) {
+        json_auto_t *result = NULL;
+        json_t *list, *item;
+        size_t i;
+        int r;
+
+        r = ctl_call_command(argc, argv, l->verb, l->help, l->method, &result);
+        if (r != CTL_EXIT_OK || !result)
+                return r;
+        list = ctl_result_array(result, l->key, l->method);
+        if (!list)
+                return CTL_EXIT_FAILURE;
+        if (arg_json)
+                return ctl_print_result(result);
+        if (json_array_size(list) == 0) {
+                printf("%s\n", l->empty);
+                return ctl_finish_stdout();
+        }
+        if (!t)
+                return ctl_oom();
+        json_array_foreach (list, i, item)
+                if (l->add_row(t, item) < 0)
+                        return ctl_oom();
+        ctl_table_print(t);
+        return ctl_finish_stdout();
+}
+
+int ctl_workspace_command(int argc, char *argv[], const char *verb, void (*help)(void), const char *method,
+                          const char **ret_ws, json_t **ret_result) {
+        json_t *params = NULL;
+        int r;
+
+        r = ctl_parse_common(argc, argv, CTL_COMMON_SHORTOPTS, verb, help);
+        if (r > 0)
+                r = ctl_parse_ws_operand(argc, argv, verb, ret_ws);
+        if (r <= 0)
+                return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
+        r = ctl_workspace_params(verb, *ret_ws, &params);
+        if (r != CTL_EXIT_OK)
+                return r;
+        return ctl_simple_call(method, params, ret_result);
+}
+
 /* ---- sub-commands ---- */
 
 int ctl_dispatch(int argc, char *argv[], const char *verb, void (*help)(void), const CtlSubVerb *subs,
                  size_t n_subs, const char *def) {
-        static const struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                {},
-        };
         const char *name;
-        bool done = false;
-        int c, r;
+        int r;
 
         /* "+": stop at the sub-command, which parses the rest (its own options included). */
-        while ((c = getopt_long(argc, argv, "+" CTL_COMMON_SHORTOPTS, options, NULL)) >= 0) {
-                r = ctl_parse_common_option(c, verb, argv, help, &done);
-                if (r < 0)
-                        return CTL_EXIT_USAGE;
-                if (r == 0) {
-                        (void) ctl_usage_error(verb, "unexpected option '%s'", argv[optind - 1]);
-                        return CTL_EXIT_USAGE;
-                }
-                if (done)
-                        return CTL_EXIT_OK;
-        }
+        r = ctl_parse_common(argc, argv, "+" CTL_COMMON_SHORTOPTS, verb, help);
+        if (r <= 0)
+                return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
 
         if (optind >= argc) {
                 if (!def) {

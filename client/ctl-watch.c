@@ -75,17 +75,9 @@ static int parse_argv(int argc, char *argv[], WatchArgs *a) {
                 {},
         };
         bool done = false;
-        int c, r;
+        int c;
 
-        while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, options, NULL)) >= 0) {
-                r = ctl_parse_common_option(c, "watch", argv, help_watch, &done);
-                if (r < 0)
-                        return r;
-                if (done)
-                        return 0;
-                if (r > 0)
-                        continue;
-
+        while ((c = ctl_getopt(argc, argv, CTL_COMMON_SHORTOPTS, options, "watch", help_watch, &done)) > 0) {
                 switch (c) {
                 case ARG_TOPIC:
                         if (isempty(optarg))
@@ -106,9 +98,11 @@ static int parse_argv(int argc, char *argv[], WatchArgs *a) {
                         a->have_since = true;
                         break;
                 default:
-                        return ctl_usage_error("watch", "unexpected option '%s'", argv[optind - 1]);
+                        return ctl_unexpected_option("watch", argv);
                 }
         }
+        if (c < 0 || done)
+                return c;
         if (optind < argc)
                 return ctl_usage_error("watch", "unexpected argument '%s'", argv[optind]);
         return 1;
@@ -148,7 +142,7 @@ static void warn_gap(json_int_t seq) {
 int verb_watch(int argc, char *argv[]) {
         _cleanup_(watch_args_done) WatchArgs a = {};
         _cleanup_(ctl_freep) Ctl *c = NULL;
-        json_auto_t *topics = NULL, *params = NULL, *result = NULL, *error = NULL;
+        json_auto_t *topics = NULL, *params = NULL, *result = NULL;
         json_int_t last_seq, replayed;
         bool hide_shutdown, gap_pending;
         int r;
@@ -189,13 +183,9 @@ int verb_watch(int argc, char *argv[]) {
 
         /* Events may come before the reply (the replay): keep them, print them after it. */
         ctl_keep_notifications(c, true);
-        r = ctl_call(c, "subscribe", TAKE_PTR(params), CTL_CALL_TIMEOUT_USEC, &result, &error);
-        if (r == -EINTR)
-                return CTL_EXIT_OK;
-        if (r < 0)
-                return ctl_report_transport_error(c, r);
-        if (r > 0)
-                return ctl_report_daemon_error(error);
+        r = ctl_call_checked(c, "subscribe", TAKE_PTR(params), CTL_CALL_TIMEOUT_USEC, true, &result);
+        if (r != CTL_EXIT_OK || !result)
+                return r;
 
         last_seq = json_integer_value(json_object_get(result, "seq"));
         replayed = json_integer_value(json_object_get(result, "replayed"));
@@ -209,24 +199,17 @@ int verb_watch(int argc, char *argv[]) {
         }
 
         for (;;) {
-                json_auto_t *m = NULL;
-                json_t *p, *seqv;
+                json_auto_t *p = NULL;
+                json_t *seqv;
                 const char *topic;
                 json_int_t seq;
 
-                r = ctl_read_message(c, CTL_USEC_INFINITY, &m);
-                if (r == -EINTR)
-                        return CTL_EXIT_OK; /* SIGINT/SIGTERM */
-                if (r < 0)
-                        return ctl_report_transport_error(c, r);
-
-                if (!json_is_object(m) || !json_is_string(json_object_get(m, "method")) ||
-                    !streq(json_string_value(json_object_get(m, "method")), "event"))
-                        continue;
-                p = json_object_get(m, "params");
-                topic = json_string_value(json_object_get(p, "topic"));
+                r = ctl_next_event(c, &p);
+                if (r != CTL_EXIT_OK || !p)
+                        return r; /* interrupted (SIGINT/SIGTERM): CTL_EXIT_OK */
+                topic = ctl_str(p, "topic", "");
                 seqv = json_object_get(p, "seq");
-                if (!topic || !json_is_integer(seqv))
+                if (!json_is_integer(seqv))
                         continue; /* malformed: nothing sensible to print */
                 seq = json_integer_value(seqv);
 
@@ -250,10 +233,8 @@ int verb_watch(int argc, char *argv[]) {
 
                 if (!(hide_shutdown && streq(topic, TOPIC_SHUTDOWN))) {
                         r = print_event(topic, seq, p);
-                        if (r == -ENOMEM)
-                                return ctl_oom();
                         if (r < 0)
-                                return ctl_stdout_failed(r);
+                                return ctl_output_failed(r);
                 }
                 /* Replayed events (seq <= last_seq) may include the shutdown of an earlier daemon. */
                 if (streq(topic, TOPIC_SHUTDOWN) && seq > last_seq)

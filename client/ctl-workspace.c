@@ -112,38 +112,29 @@ static const char *settings_origin(const char *source) {
         return source;
 }
 
-static void print_field_width(int width, const char *label, const char *fmt, ...) _printf_(3, 4);
-static void print_field_width(int width, const char *label, const char *fmt, ...) {
-        va_list ap;
-
-        printf("%-*s", width, label);
-        va_start(ap, fmt);
-        (void) vprintf(fmt, ap);
-        va_end(ap);
-        (void) putchar('\n');
-}
-
-#define print_field(label, ...) print_field_width(SHOW_LABEL_WIDTH, label, __VA_ARGS__)
+#define print_field(label, ...) ctl_print_field(SHOW_LABEL_WIDTH, label, __VA_ARGS__)
 
 static void print_settings(int width, const char *label, json_t *ws) {
         const char *origin = settings_origin(ctl_str(ws, "settings_source", NULL));
 
         if (origin)
-                print_field_width(width, label, "%s (%s)", ctl_str(ws, "settings_module", "-"), origin);
+                ctl_print_field(width, label, "%s (%s)", ctl_str(ws, "settings_module", "-"), origin);
         else
-                print_field_width(width, label, "%s", ctl_str(ws, "settings_module", "-"));
+                ctl_print_field(width, label, "%s", ctl_str(ws, "settings_module", "-"));
 }
 
 static void print_interpreter(int width, const char *label, json_t *ws) {
         const char *version = ctl_str(ws, "django_version", NULL);
 
         if (version)
-                print_field_width(width, label, "%s (Django %s)", ctl_str(ws, "interpreter", "-"), version);
+                ctl_print_field(width, label, "%s (Django %s)", ctl_str(ws, "interpreter", "-"), version);
         else
-                print_field_width(width, label, "%s", ctl_str(ws, "interpreter", "-"));
+                ctl_print_field(width, label, "%s", ctl_str(ws, "interpreter", "-"));
 }
 
-void ctl_print_workspace_added(json_t *ws) {
+/* The summary of a workspace just registered: slug, path, settings module and where it came from,
+ * interpreter and Django version. */
+static void print_added_summary(json_t *ws) {
         printf("Added workspace '%s' (%s)\n", ctl_str(ws, "slug", "?"), ctl_str(ws, "path", "?"));
         print_settings(ADDED_LABEL_WIDTH, "Settings:", ws);
         print_interpreter(ADDED_LABEL_WIDTH, "Interpreter:", ws);
@@ -193,16 +184,38 @@ static void print_workspace(json_t *ws) {
         print_field("D-Bus object:", "%s", ctl_str(ws, "object_path", "-"));
 }
 
-static int print_json_result(json_t *result) {
-        int r = ctl_print_json(result, true);
+int ctl_start_added(Ctl *c, json_t *ws, json_t **ret_server, json_t **ret_error) {
+        int r;
 
-        return r < 0 ? ctl_stdout_failed(r) : CTL_EXIT_OK;
+        r = ctl_call(c, "server.start", json_pack("{s:s}", "workspace", ctl_str(ws, "slug", "")),
+                     CTL_USEC_INFINITY, ret_server, ret_error);
+        if (r < 0)
+                return r;
+        if (r == 0 && json_is_object(*ret_server) && json_object_set(ws, "server", *ret_server) < 0)
+                return -ENOMEM;
+        return r > 0 || !ctl_server_serving(*ret_server) ? CTL_EXIT_FAILURE : CTL_EXIT_OK;
 }
 
-static int finish_stdout(void) {
-        int r = ctl_flush_stdout();
+int ctl_print_added(json_t *ws, bool started, json_t *server, json_t *error) {
+        const char *slug = ctl_str(ws, "slug", "?");
+        int r;
 
-        return r < 0 ? ctl_stdout_failed(r) : CTL_EXIT_OK;
+        if (arg_json) {
+                r = ctl_print_result(ws);
+                if (error)
+                        (void) ctl_report_daemon_error(error);
+                return r;
+        }
+        print_added_summary(ws);
+        if (started) {
+                _cleanup_free_ char *line = ctl_server_line(slug, server, error);
+
+                if (!line)
+                        return ctl_oom();
+                printf("%s\n", line);
+        } else
+                printf("Start it with 'djdeskctl server start %s'.\n", slug);
+        return ctl_finish_stdout();
 }
 
 /* ---- ws add ---- */
@@ -246,44 +259,44 @@ static int parse_add_args(int argc, char *argv[], AddArgs *a) {
                 { "notify", no_argument, NULL, ARG_NOTIFY },
                 {},
         };
+        /* The options that set a member of the params: strings (ARG_NAME..ARG_PYTHON), which must not be
+         * empty, and booleans (ARG_NO_AUTORELOAD..ARG_NO_MIGRATE). */
+        static const struct {
+                const char *key;
+                const char *needs; /* the message for an empty value */
+        } strings[] = {
+                { "name", "--name needs a name" },
+                { "settings_module", "--settings needs a module" },
+                { "python", "--python needs an interpreter" },
+        };
+        static const struct {
+                const char *key;
+                bool value;
+        } booleans[] = {
+                { "autoreload", false },
+                { "autostart", true },
+                { "migrate_on_start", false },
+        };
         const char *verb = "ws add";
         bool done = false;
         uint64_t port;
-        int c, r;
+        int c;
 
         a->params = json_object();
         if (!a->params)
                 return -ENOMEM;
 
-        while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, options, NULL)) >= 0) {
+        while ((c = ctl_getopt(argc, argv, CTL_COMMON_SHORTOPTS, options, verb, help_ws_add, &done)) > 0) {
                 json_t *v = NULL;
                 const char *key = NULL;
 
-                r = ctl_parse_common_option(c, verb, argv, help_ws_add, &done);
-                if (r < 0)
-                        return r;
-                if (done)
-                        return 0;
-                if (r > 0)
-                        continue;
-
                 switch (c) {
                 case ARG_NAME:
-                        if (isempty(optarg))
-                                return ctl_usage_error(verb, "--name needs a name");
-                        key = "name";
-                        v = json_string(optarg);
-                        break;
                 case ARG_SETTINGS:
-                        if (isempty(optarg))
-                                return ctl_usage_error(verb, "--settings needs a module");
-                        key = "settings_module";
-                        v = json_string(optarg);
-                        break;
                 case ARG_PYTHON:
                         if (isempty(optarg))
-                                return ctl_usage_error(verb, "--python needs an interpreter");
-                        key = "python";
+                                return ctl_usage_error(verb, "%s", strings[c - ARG_NAME].needs);
+                        key = strings[c - ARG_NAME].key;
                         v = json_string(optarg);
                         break;
                 case ARG_PORT:
@@ -302,16 +315,10 @@ static int parse_add_args(int argc, char *argv[], AddArgs *a) {
                         v = json_string(optarg);
                         break;
                 case ARG_NO_AUTORELOAD:
-                        key = "autoreload";
-                        v = json_false();
-                        break;
                 case ARG_AUTOSTART:
-                        key = "autostart";
-                        v = json_true();
-                        break;
                 case ARG_NO_MIGRATE:
-                        key = "migrate_on_start";
-                        v = json_false();
+                        key = booleans[c - ARG_NO_AUTORELOAD].key;
+                        v = json_boolean(booleans[c - ARG_NO_AUTORELOAD].value);
                         break;
                 case ARG_START:
                         a->start = true;
@@ -320,7 +327,7 @@ static int parse_add_args(int argc, char *argv[], AddArgs *a) {
                         a->notify = true;
                         break;
                 default:
-                        return ctl_usage_error(verb, "unexpected option '%s'", argv[optind - 1]);
+                        return ctl_unexpected_option(verb, argv);
                 }
                 if (key) {
                         if (!v) /* json_string() refuses invalid UTF-8 */
@@ -330,14 +337,9 @@ static int parse_add_args(int argc, char *argv[], AddArgs *a) {
                                 return -ENOMEM;
                 }
         }
-        if (optind >= argc)
-                return ctl_usage_error(verb, "missing PATH");
-        if (argc - optind > 1)
-                return ctl_usage_error(verb, "unexpected argument '%s'", argv[optind + 1]);
-        a->path = argv[optind];
-        if (isempty(a->path))
-                return ctl_usage_error(verb, "PATH must not be empty");
-        return 1;
+        if (c < 0 || done)
+                return c;
+        return ctl_parse_operand(argc, argv, verb, "missing PATH", "PATH must not be empty", &a->path);
 }
 
 /* The desktop entry runs "ws add --notify" without a terminal: tell the user with a notification too. */
@@ -400,7 +402,7 @@ static int ws_add(int argc, char *argv[]) {
         _cleanup_(ctl_freep) Ctl *c = NULL;
         json_auto_t *ws = NULL, *error = NULL, *server = NULL, *start_error = NULL;
         _cleanup_free_ char *abs = NULL;
-        const char *slug;
+        const char *shown;
         int r, rc;
 
         r = parse_add_args(argc, argv, &a);
@@ -412,14 +414,15 @@ static int ws_add(int argc, char *argv[]) {
         /* Absolute and canonical when it exists; otherwise as given, so that the daemon's refusal
          * names exactly what the user typed. */
         abs = realpath(a.path, NULL);
-        if (json_object_set_new(a.params, "path", json_string(abs ?: a.path)) < 0) {
+        shown = abs ?: a.path;
+        if (json_object_set_new(a.params, "path", json_string(shown)) < 0) {
                 (void) ctl_usage_error("ws add", "invalid PATH '%s'", a.path);
                 return CTL_EXIT_USAGE;
         }
 
         rc = ctl_connect(true, &c);
         if (rc != CTL_EXIT_OK) {
-                notify_failure(a.notify, abs ?: a.path,
+                notify_failure(a.notify, shown,
                                "The djdesk daemon cannot be reached. "
                                "Start it with: systemctl --user start djdesk.socket");
                 return rc;
@@ -428,48 +431,25 @@ static int ws_add(int argc, char *argv[]) {
         /* Slow: the daemon runs candidate interpreters to find one that imports Django. */
         r = ctl_call(c, "workspace.add", TAKE_PTR(a.params), CTL_USEC_INFINITY, &ws, &error);
         if (r < 0) {
-                notify_failure(a.notify, abs ?: a.path, "Lost the connection to the djdesk daemon.");
+                notify_failure(a.notify, shown, "Lost the connection to the djdesk daemon.");
                 return ctl_report_transport_error(c, r);
         }
         if (r > 0) {
-                notify_failure(a.notify, abs ?: a.path, ctl_str(error, "message", "the daemon refused"));
+                notify_failure(a.notify, shown, ctl_str(error, "message", "the daemon refused"));
                 return ctl_report_daemon_error(error);
         }
-        if (!json_is_object(ws) || !(slug = ctl_str(ws, "slug", NULL))) {
-                ctl_message("the daemon sent a malformed workspace.add result");
-                return CTL_EXIT_FAILURE;
-        }
+        if (!ctl_str(ws, "slug", NULL))
+                return ctl_malformed("workspace.add");
 
         rc = CTL_EXIT_OK;
         if (a.start) {
-                r = ctl_call(c, "server.start", json_pack("{s:s}", "workspace", slug), CTL_USEC_INFINITY,
-                             &server, &start_error);
-                if (r < 0) {
-                        notify_failure(a.notify, abs ?: a.path, "Lost the connection to the djdesk daemon.");
-                        return ctl_report_transport_error(c, r);
+                rc = ctl_start_added(c, ws, &server, &start_error);
+                if (rc < 0) {
+                        notify_failure(a.notify, shown, "Lost the connection to the djdesk daemon.");
+                        return ctl_report_transport_error(c, rc);
                 }
-                if (r == 0 && json_is_object(server) && json_object_set(ws, "server", server) < 0)
-                        return ctl_oom();
-                if (r > 0 || !ctl_server_serving(server))
-                        rc = CTL_EXIT_FAILURE;
         }
-
-        if (arg_json) {
-                r = print_json_result(ws);
-                if (start_error)
-                        (void) ctl_report_daemon_error(start_error);
-        } else {
-                ctl_print_workspace_added(ws);
-                if (a.start) {
-                        _cleanup_free_ char *line = ctl_server_line(slug, server, start_error);
-
-                        if (!line)
-                                return ctl_oom();
-                        printf("%s\n", line);
-                } else
-                        printf("Start it with 'djdeskctl server start %s'.\n", slug);
-                r = finish_stdout();
-        }
+        r = ctl_print_added(ws, a.start, server, start_error);
         if (a.notify)
                 notify_added(ws, a.start ? server : NULL, start_error);
         return r != CTL_EXIT_OK ? r : rc;
@@ -477,140 +457,74 @@ static int ws_add(int argc, char *argv[]) {
 
 /* ---- ws ls ---- */
 
+static int ws_ls_row(CtlTable *t, json_t *ws) {
+        json_t *server = json_object_get(ws, "server");
+
+        return ctl_table_add(t, ctl_str(ws, "slug", NULL), ctl_str(ws, "name", NULL),
+                             ctl_str(server, "state", NULL), ctl_str(server, "url", NULL),
+                             ctl_str(ws, "path", NULL));
+}
+
 static int ws_ls(int argc, char *argv[]) {
-        _cleanup_(ctl_table_freep) CtlTable *t = NULL;
-        json_auto_t *result = NULL;
-        json_t *list, *ws;
-        size_t i;
-        int r;
+        static const CtlListing listing = {
+                .verb = "ws ls",
+                .help = help_ws_ls,
+                .method = "workspace.list",
+                .key = "workspaces",
+                .empty = "No workspaces. Add one with 'djdeskctl ws add PATH'.",
+                .add_row = ws_ls_row,
+        };
+        _cleanup_(ctl_table_freep) CtlTable *t = ctl_table_new(5, "SLUG", "NAME", "STATE", "URL", "PATH");
 
-        r = ctl_parse_no_args(argc, argv, "ws ls", help_ws_ls);
-        if (r <= 0)
-                return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
-
-        r = ctl_simple_call("workspace.list", NULL, &result);
-        if (r != CTL_EXIT_OK)
-                return r;
-        list = json_object_get(result, "workspaces");
-        if (!json_is_array(list)) {
-                ctl_message("the daemon sent a malformed workspace.list result");
-                return CTL_EXIT_FAILURE;
-        }
-        if (arg_json)
-                return print_json_result(result);
-
-        if (json_array_size(list) == 0) {
-                printf("No workspaces. Add one with 'djdeskctl ws add PATH'.\n");
-                return finish_stdout();
-        }
-        t = ctl_table_new(5, "SLUG", "NAME", "STATE", "URL", "PATH");
-        if (!t)
-                return ctl_oom();
-        json_array_foreach (list, i, ws) {
-                json_t *server = json_object_get(ws, "server");
-
-                if (ctl_table_add(t, ctl_str(ws, "slug", NULL), ctl_str(ws, "name", NULL),
-                                  ctl_str(server, "state", NULL), ctl_str(server, "url", NULL),
-                                  ctl_str(ws, "path", NULL)) < 0)
-                        return ctl_oom();
-        }
-        ctl_table_print(t);
-        return finish_stdout();
+        return ctl_list_command(argc, argv, &listing, t);
 }
 
 /* ---- ws show, ws rm ---- */
 
-/* Parses "VERB WS" plus the common options and the given extra flag (may be NULL). */
-static int parse_ws_arg(int argc, char *argv[], const char *verb, void (*help)(void), const char *flag,
-                        bool *ret_flag, const char **ret_ws) {
-        enum { ARG_FLAG = _CTL_ARG_MAX };
-        struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                {}, /* the flag, if any */
-                {},
-        };
-        bool done = false;
-        int c, r;
-
-        if (flag)
-                options[ELEMENTSOF(options) - 2] = (struct option){ flag, no_argument, NULL, ARG_FLAG };
-
-        while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, options, NULL)) >= 0) {
-                r = ctl_parse_common_option(c, verb, argv, help, &done);
-                if (r < 0)
-                        return r;
-                if (done)
-                        return 0;
-                if (r > 0)
-                        continue;
-                if (c == ARG_FLAG) {
-                        *ret_flag = true;
-                        continue;
-                }
-                return ctl_usage_error(verb, "unexpected option '%s'", argv[optind - 1]);
-        }
-        if (optind >= argc)
-                return ctl_usage_error(verb, "missing workspace (see 'djdeskctl ws ls')");
-        if (argc - optind > 1)
-                return ctl_usage_error(verb, "unexpected argument '%s'", argv[optind + 1]);
-        if (isempty(argv[optind]))
-                return ctl_usage_error(verb, "the workspace must not be empty");
-        *ret_ws = argv[optind];
-        return 1;
-}
-
 static int ws_show(int argc, char *argv[]) {
-        json_auto_t *result = NULL, *params = NULL;
+        json_auto_t *result = NULL;
         const char *ws = NULL;
         int r;
 
-        r = parse_ws_arg(argc, argv, "ws show", help_ws_show, NULL, NULL, &ws);
-        if (r <= 0)
-                return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
-        params = json_pack("{s:s}", "workspace", ws);
-        if (!params) {
-                (void) ctl_usage_error("ws show", "invalid workspace '%s'", ws);
-                return CTL_EXIT_USAGE;
-        }
-        r = ctl_simple_call("workspace.get", TAKE_PTR(params), &result);
-        if (r != CTL_EXIT_OK)
+        r = ctl_workspace_command(argc, argv, "ws show", help_ws_show, "workspace.get", &ws, &result);
+        if (r != CTL_EXIT_OK || !result)
                 return r;
         if (arg_json)
-                return print_json_result(result);
+                return ctl_print_result(result);
         print_workspace(result);
-        return finish_stdout();
+        return ctl_finish_stdout();
 }
 
 static int ws_rm(int argc, char *argv[]) {
         _cleanup_(ctl_freep) Ctl *c = NULL;
-        json_auto_t *result = NULL, *params = NULL, *error = NULL;
+        json_auto_t *result = NULL, *params = NULL;
         const char *ws = NULL;
         bool purge = false;
         int r;
 
-        r = parse_ws_arg(argc, argv, "ws rm", help_ws_rm, "purge", &purge, &ws);
+        r = ctl_parse_flag(argc, argv, "ws rm", help_ws_rm, "purge", &purge);
+        if (r > 0)
+                r = ctl_parse_ws_operand(argc, argv, "ws rm", &ws);
         if (r <= 0)
                 return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
-        params = json_pack("{s:s, s:b}", "workspace", ws, "purge", purge);
-        if (!params) {
-                (void) ctl_usage_error("ws rm", "invalid workspace '%s'", ws);
-                return CTL_EXIT_USAGE;
-        }
+        r = ctl_workspace_params("ws rm", ws, &params);
+        if (r != CTL_EXIT_OK)
+                return r;
+        if (json_object_set_new(params, "purge", json_boolean(purge)) < 0)
+                return ctl_oom();
 
         /* Stopping its server first may take the grace period. */
         r = ctl_connect(true, &c);
         if (r != CTL_EXIT_OK)
                 return r;
-        r = ctl_call(c, "workspace.remove", TAKE_PTR(params), CTL_USEC_INFINITY, &result, &error);
-        if (r < 0)
-                return ctl_report_transport_error(c, r);
-        if (r > 0)
-                return ctl_report_daemon_error(error);
+        r = ctl_call_checked(c, "workspace.remove", TAKE_PTR(params), CTL_USEC_INFINITY, false, &result);
+        if (r != CTL_EXIT_OK)
+                return r;
         if (arg_json)
-                return print_json_result(result);
+                return ctl_print_result(result);
         printf("Removed workspace '%s'.%s\n", ctl_str(result, "slug", ws),
                json_is_true(json_object_get(result, "purged")) ? " Its Data Lab exports were deleted." : "");
-        return finish_stdout();
+        return ctl_finish_stdout();
 }
 
 int verb_ws(int argc, char *argv[]) {

@@ -43,13 +43,34 @@ enum {
 /* Option string matching CTL_COMMON_OPTIONS (":" first: missing arguments are reported as ':'). */
 #define CTL_COMMON_SHORTOPTS ":h"
 
-/* Handles one getopt_long() result shared by every command. Returns 1 when handled (sets *ret_exit to
- * true when --help/--version was printed and the command should stop), 0 when the option is the command's
- * own, -EINVAL on a usage error (already printed). */
-int ctl_parse_common_option(int c, const char *verb, char *const argv[], void (*help)(void), bool *ret_exit);
+/* getopt_long() that handles the common options itself (--help, --version, --socket, --json, and a missing
+ * argument or an unknown option: a usage error). Returns the next option of the command's own (> 0), 0 after
+ * the last option or, with *ret_exit set to true, when --help/--version was printed and the command should
+ * stop, or -EINVAL on a usage error (already printed). */
+int ctl_getopt(int argc, char *argv[], const char *shortopts, const struct option *options, const char *verb,
+               void (*help)(void), bool *ret_exit);
+
+/* Reports an option of the command's own that it does not handle (argv[optind - 1]). Returns -EINVAL. */
+int ctl_unexpected_option(const char *verb, char *const argv[]);
 
 /* Prints "djdeskctl: <message>" and the --help hint for verb (NULL: the global one). Returns -EINVAL. */
 int ctl_usage_error(const char *verb, const char *fmt, ...) _printf_(2, 3);
+
+/* Parses the options of a command that has only the common ones (shortopts: CTL_COMMON_SHORTOPTS, with a
+ * leading "+" to stop at the first operand). Returns 1 with optind at the first operand, 0 when
+ * --help/--version was printed, -EINVAL on a usage error (already printed). */
+int ctl_parse_common(int argc, char *argv[], const char *shortopts, const char *verb, void (*help)(void));
+
+/* Takes the one operand left after the options, argv[optind]. A usage error (already printed, -EINVAL) when
+ * it is missing (saying missing), followed by another one, or empty (saying empty; NULL: empty is fine).
+ * Returns 1 with *ret. */
+int ctl_parse_operand(int argc, char *argv[], const char *verb, const char *missing, const char *empty,
+                      const char **ret);
+
+/* Parses the options of a command whose only option of its own is the flag --FLAG (sets *ret_flag), like
+ * ctl_parse_common() (shortopts CTL_COMMON_SHORTOPTS). */
+int ctl_parse_flag(int argc, char *argv[], const char *verb, void (*help)(void), const char *flag,
+                   bool *ret_flag);
 
 /* Parses the arguments of a command that only takes the common options. Returns 1 to run the command, 0
  * when --help/--version was printed, -EINVAL on a usage error (already printed). */
@@ -68,6 +89,16 @@ int ctl_print_json(json_t *j, bool pretty);
 int ctl_flush_stdout(void);
 /* Maps a failure to write stdout to an exit status, printing a message unless the reader went away. */
 int ctl_stdout_failed(int r);
+/* Same, and -ENOMEM gives "out of memory" (for printers that allocate). */
+int ctl_output_failed(int r);
+/* ctl_print_json(j, true), as an exit status. */
+int ctl_print_result(json_t *j);
+/* ctl_flush_stdout(), as an exit status: what a command that printed text returns. */
+int ctl_finish_stdout(void);
+/* Prints "djdeskctl: the daemon sent a malformed <method> result"; returns CTL_EXIT_FAILURE. */
+int ctl_malformed(const char *method);
+/* The array member key of the result of method (borrowed), or NULL once reported as malformed. */
+json_t *ctl_result_array(json_t *result, const char *key, const char *method);
 
 /* ---- connection (ctl-conn.c) ---- */
 
@@ -115,9 +146,20 @@ int ctl_report_daemon_error(json_t *error);
 /* Reports a failed ctl_call()/ctl_read_message() and returns the exit status to use. */
 int ctl_report_transport_error(Ctl *c, int r);
 
+/* ctl_call() that reports any failure. Returns CTL_EXIT_OK with *ret_result, or the exit status to use. With
+ * quit_ok, being interrupted (SIGINT/SIGTERM, on an interruptible connection) is how the command ends:
+ * CTL_EXIT_OK without a message, *ret_result left untouched (NULL). */
+int ctl_call_checked(Ctl *c, const char *method, json_t *params /* stolen, may be NULL */,
+                     uint64_t timeout_usec, bool quit_ok, json_t **ret_result);
+
 /* Connects to the daemon, calls method and reports any failure. Returns CTL_EXIT_OK with *ret_result, or
  * the exit status to use. */
 int ctl_simple_call(const char *method, json_t *params /* stolen, may be NULL */, json_t **ret_result);
+
+/* Waits for the next event notification, skipping other messages and events without a string "topic".
+ * Returns CTL_EXIT_OK with *ret_params (the notification's params, a new reference), CTL_EXIT_OK with
+ * *ret_params left NULL once interrupted (SIGINT/SIGTERM), or the exit status to use (already reported). */
+int ctl_next_event(Ctl *c, json_t **ret_params);
 
 /* Opens a connection for a command that may wait long (server start, logs -f): sets up SIGINT/SIGTERM
  * handling first when interruptible. Returns CTL_EXIT_OK with *ret, or the exit status to use (the
@@ -136,6 +178,9 @@ json_int_t ctl_int(json_t *o, const char *key, json_int_t def);
  * returned as it came; NULL gives "-". */
 const char *ctl_clock(const char *iso, bool msec, char *buf, size_t n);
 
+/* Prints "<label padded to width><formatted value>\n". */
+void ctl_print_field(int width, const char *label, const char *fmt, ...) _printf_(3, 4);
+
 /* Columns of text, printed aligned (by UTF-8 characters); the last column is not padded. */
 typedef struct CtlTable CtlTable;
 CtlTable *ctl_table_new(size_t n_columns, ...); /* the header: n_columns strings */
@@ -152,6 +197,36 @@ int ctl_spawn_wait(char *const argv[]);
 /* Whether stdout is a terminal that takes colour (not with $NO_COLOR, not with TERM=dumb). */
 bool ctl_colors(void);
 
+/* ctl_parse_operand() for a workspace (its slug): "missing workspace", "the workspace must not be empty". */
+int ctl_parse_ws_operand(int argc, char *argv[], const char *verb, const char **ret);
+/* The params {"workspace": ws}. Returns CTL_EXIT_OK with *ret, or CTL_EXIT_USAGE when ws cannot be sent (not
+ * UTF-8; reported). */
+int ctl_workspace_params(const char *verb, const char *ws, json_t **ret);
+
+/* Commands that make one call. Unless said otherwise they return CTL_EXIT_OK with what they say,
+ * CTL_EXIT_OK with *ret_result left NULL when there is nothing more to do (--help/--version printed), or
+ * the exit status to use (a usage error or a failure, already reported). */
+
+/* A command without arguments (info, reload): ctl_parse_no_args(), then ctl_simple_call(). */
+int ctl_call_command(int argc, char *argv[], const char *verb, void (*help)(void), const char *method,
+                     json_t **ret_result);
+/* A listing without arguments (ws ls, sample ls): a call whose result has an array, printed as a table. */
+typedef struct CtlListing {
+        const char *verb;
+        void (*help)(void);
+        const char *method;
+        const char *key;                           /* the array member of the result */
+        const char *empty;                         /* the line printed when the array is empty */
+        int (*add_row)(CtlTable *t, json_t *item); /* ctl_table_add() for one item of the array */
+} CtlListing;
+/* Runs a listing: ctl_call_command(), then the result with --json, else the line l->empty or the table t
+ * (made with its header; NULL: out of memory) with a row for each item. Returns the exit status. */
+int ctl_list_command(int argc, char *argv[], const CtlListing *l, CtlTable *t);
+/* "VERB WS" (ws show, url, open): the common options and one workspace, then ctl_simple_call() with
+ * {"workspace": WS}. *ret_ws is argv[optind]. */
+int ctl_workspace_command(int argc, char *argv[], const char *verb, void (*help)(void), const char *method,
+                          const char **ret_ws, json_t **ret_result);
+
 /* A sub-command of a command with sub-commands ("ws add", "server start"). */
 typedef struct CtlSubVerb {
         const char *name;
@@ -166,9 +241,15 @@ int ctl_dispatch(int argc, char *argv[], const char *verb, void (*help)(void), c
 
 /* ---- shared by the workspace, server and sample commands ---- */
 
-/* Prints the summary of a workspace just registered (ws add, sample install): slug, path, settings
- * module and where it came from, interpreter and Django version. */
-void ctl_print_workspace_added(json_t *ws);
+/* --start after ws add or sample install: server.start for the workspace just registered (ws, which has a
+ * slug), whose server JSON is also set as ws["server"]. Returns CTL_EXIT_OK when it serves,
+ * CTL_EXIT_FAILURE when it did not start (*ret_server or *ret_error say why), or -errno from ctl_call() for
+ * the caller to report. */
+int ctl_start_added(Ctl *c, json_t *ws, json_t **ret_server, json_t **ret_error);
+/* Prints what ws add or sample install did: with --json the workspace (and error, if any, to stderr), else
+ * its summary (slug, path, settings module and where it came from, interpreter and Django version) and,
+ * when started, its server line, otherwise how to start it. Returns the exit status of the printing. */
+int ctl_print_added(json_t *ws, bool started, json_t *server, json_t *error);
 /* "atlas: ready http://127.0.0.1:38211/", "atlas: failed: <reason>"..., for a server JSON object
  * (a NULL server and an error object give "SLUG: failed: MESSAGE"). malloc'ed, NULL on OOM. */
 char *ctl_server_line(const char *slug, json_t *server, json_t *error);

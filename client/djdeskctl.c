@@ -98,6 +98,36 @@ int ctl_stdout_failed(int r) {
         return CTL_EXIT_FAILURE;
 }
 
+int ctl_output_failed(int r) {
+        return r == -ENOMEM ? ctl_oom() : ctl_stdout_failed(r);
+}
+
+int ctl_print_result(json_t *j) {
+        int r = ctl_print_json(j, true);
+
+        return r < 0 ? ctl_stdout_failed(r) : CTL_EXIT_OK;
+}
+
+int ctl_finish_stdout(void) {
+        int r = ctl_flush_stdout();
+
+        return r < 0 ? ctl_stdout_failed(r) : CTL_EXIT_OK;
+}
+
+int ctl_malformed(const char *method) {
+        ctl_message("the daemon sent a malformed %s result", method);
+        return CTL_EXIT_FAILURE;
+}
+
+json_t *ctl_result_array(json_t *result, const char *key, const char *method) {
+        json_t *a = json_object_get(result, key);
+
+        if (json_is_array(a))
+                return a;
+        (void) ctl_malformed(method);
+        return NULL;
+}
+
 static void print_version(void) {
         printf("djdeskctl %s\n", DJDESK_VERSION);
 }
@@ -137,8 +167,11 @@ static void help_help(void) {
                "Show the general help, or the help of COMMAND.\n");
 }
 
-int ctl_parse_common_option(int c, const char *verb, char *const argv[], void (*help)(void),
-                            bool *ret_exit) {
+/* Handles one getopt_long() result shared by every command. Returns 1 when handled (sets *ret_exit to true
+ * when --help/--version was printed and the command should stop), 0 when the option is the command's own,
+ * -EINVAL on a usage error (already printed). */
+static int parse_common_option(int c, const char *verb, char *const argv[], void (*help)(void),
+                               bool *ret_exit) {
         const char *arg = argv[optind - 1];
 
         switch (c) {
@@ -172,48 +205,94 @@ int ctl_parse_common_option(int c, const char *verb, char *const argv[], void (*
         }
 }
 
-int ctl_parse_no_args(int argc, char *argv[], const char *verb, void (*help)(void)) {
+int ctl_getopt(int argc, char *argv[], const char *shortopts, const struct option *options, const char *verb,
+               void (*help)(void), bool *ret_exit) {
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, shortopts, options, NULL)) >= 0) {
+                r = parse_common_option(c, verb, argv, help, ret_exit);
+                if (r < 0)
+                        return r;
+                if (*ret_exit)
+                        return 0;
+                if (r == 0)
+                        return c;
+        }
+        return 0;
+}
+
+int ctl_unexpected_option(const char *verb, char *const argv[]) {
+        return ctl_usage_error(verb, "unexpected option '%s'", argv[optind - 1]);
+}
+
+/* The options of a command whose only own option is at most one flag, ARG_FLAG. */
+#define ARG_FLAG _CTL_ARG_MAX
+
+static int parse_options(int argc, char *argv[], const char *shortopts, const struct option *options,
+                         const char *verb, void (*help)(void), bool *ret_flag) {
+        bool done = false;
+        int c;
+
+        while ((c = ctl_getopt(argc, argv, shortopts, options, verb, help, &done)) > 0) {
+                if (c != ARG_FLAG || !ret_flag)
+                        return ctl_unexpected_option(verb, argv);
+                *ret_flag = true;
+        }
+        if (c < 0 || done)
+                return c;
+        return 1;
+}
+
+int ctl_parse_common(int argc, char *argv[], const char *shortopts, const char *verb, void (*help)(void)) {
         static const struct option options[] = {
                 CTL_COMMON_OPTIONS,
                 {},
         };
-        bool done = false;
-        int c, r;
 
-        while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, options, NULL)) >= 0) {
-                r = ctl_parse_common_option(c, verb, argv, help, &done);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        return ctl_usage_error(verb, "unexpected option '%s'", argv[optind - 1]);
-                if (done)
-                        return 0;
-        }
+        return parse_options(argc, argv, shortopts, options, verb, help, NULL);
+}
+
+int ctl_parse_flag(int argc, char *argv[], const char *verb, void (*help)(void), const char *flag,
+                   bool *ret_flag) {
+        const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { flag, no_argument, NULL, ARG_FLAG },
+                {},
+        };
+
+        return parse_options(argc, argv, CTL_COMMON_SHORTOPTS, options, verb, help, ret_flag);
+}
+
+int ctl_parse_operand(int argc, char *argv[], const char *verb, const char *missing, const char *empty,
+                      const char **ret) {
+        if (optind >= argc)
+                return ctl_usage_error(verb, "%s", missing);
+        if (argc - optind > 1)
+                return ctl_usage_error(verb, "unexpected argument '%s'", argv[optind + 1]);
+        if (empty && isempty(argv[optind]))
+                return ctl_usage_error(verb, "%s", empty);
+        *ret = argv[optind];
+        return 1;
+}
+
+int ctl_parse_no_args(int argc, char *argv[], const char *verb, void (*help)(void)) {
+        int r;
+
+        r = ctl_parse_common(argc, argv, CTL_COMMON_SHORTOPTS, verb, help);
+        if (r <= 0)
+                return r;
         if (optind < argc)
                 return ctl_usage_error(verb, "unexpected argument '%s'", argv[optind]);
         return 1;
 }
 
 static int verb_help(int argc, char *argv[]) {
-        static const struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                {},
-        };
         const Verb *v;
-        bool done = false;
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, CTL_COMMON_SHORTOPTS, options, NULL)) >= 0) {
-                r = ctl_parse_common_option(c, "help", argv, help_help, &done);
-                if (r < 0)
-                        return CTL_EXIT_USAGE;
-                if (r == 0) {
-                        (void) ctl_usage_error("help", "unexpected option '%s'", argv[optind - 1]);
-                        return CTL_EXIT_USAGE;
-                }
-                if (done)
-                        return CTL_EXIT_OK;
-        }
+        r = ctl_parse_common(argc, argv, CTL_COMMON_SHORTOPTS, "help", help_help);
+        if (r <= 0)
+                return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
         if (optind >= argc) {
                 help_main();
                 return CTL_EXIT_OK;
@@ -232,12 +311,7 @@ static int verb_help(int argc, char *argv[]) {
 }
 
 int main(int argc, char *argv[]) {
-        static const struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                {},
-        };
         const Verb *v;
-        bool done = false;
         int c, r;
 
         /* A daemon hanging up on us must be an error from write(), not a silent death. */
@@ -245,18 +319,10 @@ int main(int argc, char *argv[]) {
         opterr = 0; /* we print our own messages, prefixed "djdeskctl:" */
 
         /* "+": global options end at the command; the command parses the rest itself. */
-        while ((c = getopt_long(argc, argv, "+" CTL_COMMON_SHORTOPTS, options, NULL)) >= 0) {
-                r = ctl_parse_common_option(c, NULL, argv, help_main, &done);
-                if (r < 0)
-                        return CTL_EXIT_USAGE;
-                if (r == 0) {
-                        (void) ctl_usage_error(NULL, "unexpected option '%s'", argv[optind - 1]);
-                        return CTL_EXIT_USAGE;
-                }
-                if (done)
-                        break;
-        }
-        if (done)
+        r = ctl_parse_common(argc, argv, "+" CTL_COMMON_SHORTOPTS, NULL, help_main);
+        if (r < 0)
+                return CTL_EXIT_USAGE;
+        if (r == 0)
                 r = CTL_EXIT_OK;
         else if (optind >= argc) {
                 (void) ctl_usage_error(NULL, "missing command");

@@ -26,6 +26,12 @@ int mkdir_parents(const char *path, unsigned mode);
 
 char *path_join(const char *a, const char *b);
 
+/* Reads until n bytes or end of file, retrying on EINTR: the byte count (below n only at end of file), or
+ * -errno. */
+ssize_t read_full(int fd, void *buf, size_t n);
+/* Writes all n bytes, retrying on EINTR and short writes: 0 or -errno. */
+int write_full(int fd, const void *buf, size_t n);
+
 /* Human duration "3d 4h", "2m 5s", "250ms" into buf. */
 const char *format_duration(char *buf, size_t n, uint64_t usec);
 

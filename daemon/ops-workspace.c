@@ -76,6 +76,21 @@ static void ws_op_free(WsOp *op) {
         free(op);
 }
 
+/* A WsOp for c on the registered workspace w (its id and slug), or NULL once c failed (out of memory). */
+static WsOp *ws_op_new_for(OpCall *c, Workspace *w) {
+        WsOp *op = ws_op_new(c);
+
+        if (op) {
+                op->id = w->id;
+                op->slug = strdup(w->slug);
+                if (op->slug)
+                        return op;
+                ws_op_free(op);
+        }
+        (void) op_call_failf(c, DJ_E_INTERNAL, "out of memory");
+        return NULL;
+}
+
 static Workspace *ws_find_id(Daemon *d, int64_t id) {
         for (Workspace *w = d->workspaces; w; w = w->next)
                 if (w->id == id)
@@ -386,17 +401,10 @@ int op_workspace_update(OpCall *c, json_t *params) {
         if (r < 0)
                 return fail_err(c, &err);
 
-        op = ws_op_new(c);
+        op = ws_op_new_for(c, w);
         if (!op)
-                return op_call_failf(c, DJ_E_INTERNAL, "out of memory");
-        op->id = w->id;
-        op->slug = strdup(w->slug);
-        op->params = json_incref(params);
-        if (!op->slug) {
-                (void) op_call_failf(c, DJ_E_INTERNAL, "out of memory");
-                ws_op_free(op);
                 return -ENOMEM;
-        }
+        op->params = json_incref(params);
         if ((s = param_string(params, "settings_module"))) {
                 /* "" goes back to the automatic choice: manage.py, then the environment. */
                 r = workspace_resolve_settings(c->daemon, w->path, isempty(s) ? NULL : s,
@@ -430,18 +438,12 @@ int op_workspace_update(OpCall *c, json_t *params) {
 
 /* ---- workspace.remove ---- */
 
-/* Removes parent_fd/name and everything below it, never following a symbolic link. */
-static int rm_rf_at(int parent_fd, const char *name) {
-        struct stat st;
+/* Opens dfd/name as a directory stream; flags are added to O_RDONLY|O_DIRECTORY|O_CLOEXEC. */
+static int opendir_at(int dfd, const char *name, int flags, DIR **ret) {
         DIR *dir;
-        struct dirent *de;
-        int fd, r = 0;
+        int fd, r;
 
-        if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                return errno == ENOENT ? 0 : -errno;
-        if (!S_ISDIR(st.st_mode))
-                return unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-        fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags);
         if (fd < 0)
                 return -errno;
         dir = fdopendir(fd);
@@ -450,6 +452,24 @@ static int rm_rf_at(int parent_fd, const char *name) {
                 (void) close(fd);
                 return r;
         }
+        *ret = dir;
+        return 0;
+}
+
+/* Removes parent_fd/name and everything below it, never following a symbolic link. */
+static int rm_rf_at(int parent_fd, const char *name) {
+        struct stat st;
+        DIR *dir;
+        struct dirent *de;
+        int r;
+
+        if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISDIR(st.st_mode))
+                return unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+        r = opendir_at(parent_fd, name, O_NOFOLLOW, &dir);
+        if (r < 0)
+                return r;
         while ((de = readdir(dir))) {
                 int k;
 
@@ -550,17 +570,10 @@ int op_workspace_remove(OpCall *c, json_t *params) {
                                           slug);
                 return fail_err(c, &err);
         }
-        op = ws_op_new(c);
+        op = ws_op_new_for(c, w);
         if (!op)
-                return op_call_failf(c, DJ_E_INTERNAL, "out of memory");
-        op->id = w->id;
-        op->slug = strdup(w->slug);
-        op->purge = json_is_true(json_object_get(params, "purge"));
-        if (!op->slug) {
-                (void) op_call_failf(c, DJ_E_INTERNAL, "out of memory");
-                ws_op_free(op);
                 return -ENOMEM;
-        }
+        op->purge = json_is_true(json_object_get(params, "purge"));
         w->removing = true;
         op->waiting_server = true;
         r = server_stop(w->server, remove_stopped_cb, op);
@@ -701,25 +714,16 @@ static int copy_file_at(int sfd, int dfd, const char *name, mode_t mode) {
         if (out < 0)
                 return -errno;
         for (;;) {
-                ssize_t k = read(in, buf, sizeof(buf)), off = 0;
+                ssize_t k = read_full(in, buf, sizeof(buf));
+                int r;
 
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
+                if (k < 0)
+                        return (int) k;
                 if (k == 0)
                         break;
-                while (off < k) {
-                        ssize_t w = write(out, buf + off, (size_t) (k - off));
-
-                        if (w < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                return -errno;
-                        }
-                        off += w;
-                }
+                r = write_full(out, buf, (size_t) k);
+                if (r < 0)
+                        return r;
         }
         return close(TAKE_FD(out)) < 0 ? -errno : 0;
 }
@@ -729,17 +733,11 @@ static int copy_file_at(int sfd, int dfd, const char *name, mode_t mode) {
 static int copy_tree(int sfd, int dfd) {
         DIR *dir;
         struct dirent *de;
-        int fd, r = 0;
+        int r;
 
-        fd = openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        dir = fdopendir(fd);
-        if (!dir) {
-                r = -errno;
-                (void) close(fd);
+        r = opendir_at(sfd, ".", 0, &dir);
+        if (r < 0)
                 return r;
-        }
         while (r >= 0 && (de = readdir(dir))) {
                 struct stat st;
 

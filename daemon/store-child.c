@@ -64,28 +64,24 @@ int store_child_group_list(Store *s, StoreChildGroup **ret, size_t *ret_n) {
                                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         for (;;) {
-                const unsigned char *owner;
                 StoreChildGroup *ng;
 
-                r = sqlite3_step(st);
-                if (r == SQLITE_DONE)
-                        break;
-                if (r != SQLITE_ROW) {
-                        r = -EIO;
+                r = store_step(st);
+                if (r < 0)
                         goto fail;
-                }
+                if (r == 0)
+                        break;
                 ng = realloc(g, (n + 1) * sizeof(*g));
                 if (!ng) {
                         r = -ENOMEM;
                         goto fail;
                 }
                 g = ng;
-                owner = sqlite3_column_text(st, 3);
                 g[n] = (StoreChildGroup){
                         .pgid = sqlite3_column_int(st, 0),
                         .pid = sqlite3_column_int(st, 1),
                         .start_time = (uint64_t) sqlite3_column_int64(st, 2),
-                        .owner = strdup(owner ? (const char *) owner : ""),
+                        .owner = store_column_strdup(st, 3),
                         .started_at = (uint64_t) sqlite3_column_int64(st, 4),
                 };
                 n++;

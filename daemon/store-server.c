@@ -75,6 +75,7 @@ finish:
 
 int store_server_log_max_n(Store *s, int64_t workspace_id, uint64_t *ret) {
         sqlite3_stmt *st = NULL;
+        int64_t v;
         int r;
 
         assert_return(s && ret);
@@ -82,13 +83,9 @@ int store_server_log_max_n(Store *s, int64_t workspace_id, uint64_t *ret) {
                                -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         (void) sqlite3_bind_int64(st, 1, (sqlite3_int64) workspace_id);
-        r = sqlite3_step(st);
-        if (r == SQLITE_ROW) {
-                *ret = (uint64_t) sqlite3_column_int64(st, 0);
-                r = 0;
-        } else
-                r = -EIO;
-        sqlite3_finalize(st);
+        r = store_step_int64(st, &v);
+        if (r >= 0)
+                *ret = (uint64_t) v;
         return r;
 }
 
@@ -99,12 +96,6 @@ void store_log_lines_free(StoreLogLine *l, size_t n) {
                 free(l[i].text);
         }
         free(l);
-}
-
-static char *column_strdup(sqlite3_stmt *st, int i) {
-        const unsigned char *t = sqlite3_column_text(st, i);
-
-        return strdup(t ? (const char *) t : "");
 }
 
 int store_server_log_read(Store *s, int64_t workspace_id, uint64_t since, uint64_t limit, StoreLogLine **ret,
@@ -127,13 +118,11 @@ int store_server_log_read(Store *s, int64_t workspace_id, uint64_t since, uint64
         for (;;) {
                 StoreLogLine *l;
 
-                r = sqlite3_step(st);
-                if (r == SQLITE_DONE)
-                        break;
-                if (r != SQLITE_ROW) {
-                        r = -EIO;
+                r = store_step(st);
+                if (r < 0)
                         goto fail;
-                }
+                if (r == 0)
+                        break;
                 if (n == allocated) {
                         size_t m = allocated ? allocated * 2 : 64;
                         StoreLogLine *a = realloc(lines, m * sizeof(StoreLogLine));
@@ -149,9 +138,9 @@ int store_server_log_read(Store *s, int64_t workspace_id, uint64_t since, uint64
                 *l = (StoreLogLine){
                         .n = (uint64_t) sqlite3_column_int64(st, 0),
                         .time = (uint64_t) sqlite3_column_int64(st, 1),
-                        .stream = column_strdup(st, 2),
-                        .level = column_strdup(st, 3),
-                        .text = column_strdup(st, 4),
+                        .stream = store_column_strdup(st, 2),
+                        .level = store_column_strdup(st, 3),
+                        .text = store_column_strdup(st, 4),
                 };
                 if (!l->stream || !l->level || !l->text) {
                         r = -ENOMEM;

@@ -74,19 +74,37 @@ int store_exec(Store *s, const char *sql) {
         return 0;
 }
 
+int store_step(sqlite3_stmt *st) {
+        int r = sqlite3_step(st);
+
+        return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_step_int64(sqlite3_stmt *st, int64_t *ret) {
+        int r = store_step(st);
+
+        if (r > 0)
+                *ret = (int64_t) sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        return r > 0 ? 0 : r == 0 ? -ENOENT : r;
+}
+
+char *store_column_strdup(sqlite3_stmt *st, int i) {
+        const unsigned char *t = sqlite3_column_text(st, i);
+
+        return strdup(t ? (const char *) t : "");
+}
+
 static int store_pragma_int(Store *s, const char *sql, int *ret) {
         sqlite3_stmt *st = NULL;
+        int64_t v;
         int r;
 
         if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
-        r = sqlite3_step(st);
-        if (r == SQLITE_ROW) {
-                *ret = sqlite3_column_int(st, 0);
-                r = 0;
-        } else
-                r = -EIO;
-        sqlite3_finalize(st);
+        r = store_step_int64(st, &v);
+        if (r >= 0)
+                *ret = (int) v;
         return r;
 }
 
@@ -229,18 +247,15 @@ const char *store_path(Store *s) {
 
 int store_meta_get_u64(Store *s, const char *key, uint64_t *ret) {
         sqlite3_stmt *st = NULL;
+        int64_t v;
         int r;
 
         if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = ?", -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         (void) sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-        r = sqlite3_step(st);
-        if (r == SQLITE_ROW) {
-                *ret = (uint64_t) sqlite3_column_int64(st, 0);
-                r = 0;
-        } else
-                r = r == SQLITE_DONE ? -ENOENT : -EIO;
-        sqlite3_finalize(st);
+        r = store_step_int64(st, &v);
+        if (r >= 0)
+                *ret = (uint64_t) v;
         return r;
 }
 

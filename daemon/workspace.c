@@ -396,7 +396,7 @@ char *workspace_settings_from_manage_py(const char *text) {
 static int read_manage_py(const char *dir, char **ret) {
         _cleanup_free_ char *p = path_join(dir, "manage.py"), *buf = NULL;
         _cleanup_close_ int fd = -1;
-        size_t n = 0;
+        ssize_t n;
 
         if (!p)
                 return -ENOMEM;
@@ -406,17 +406,9 @@ static int read_manage_py(const char *dir, char **ret) {
         buf = malloc(MANAGE_PY_MAX_BYTES + 1);
         if (!buf)
                 return -ENOMEM;
-        while (n < MANAGE_PY_MAX_BYTES) {
-                ssize_t k = read(fd, buf + n, MANAGE_PY_MAX_BYTES - n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-        }
+        n = read_full(fd, buf, MANAGE_PY_MAX_BYTES);
+        if (n < 0)
+                return (int) n;
         buf[n] = '\0';
         *ret = TAKE_PTR(buf);
         return 0;

@@ -651,5 +651,23 @@ def file_mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+def read_line(proc, timeout=20.0):
+    """A line from the stdout of a process started with stdout=PIPE, bufsize=0, within timeout."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    fd = proc.stdout.fileno()
+    while not buf.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no line from {proc.args} within {timeout}s (got {buf!r})")
+        r, _, _ = select.select([fd], [], [], remaining)
+        if r:
+            b = os.read(fd, 1)
+            if not b:
+                raise EOFError(f"{proc.args} closed stdout after {buf!r}; exit {proc.poll()}")
+            buf += b
+    return buf.decode()
+
+
 __all__ = ["Tree", "Daemon", "Rpc", "RpcError", "connect", "publish", "busctl", "busctl_json", "needs_bus",
-           "have_bus", "read_project_version", "file_mode", "DJDESKD", "DJDESKCTL", "SOURCE_ROOT", "UNITS"]
+           "have_bus", "read_project_version", "file_mode", "read_line", "DJDESKD", "DJDESKCTL", "SOURCE_ROOT", "UNITS"]

@@ -3,14 +3,12 @@
 
 import json
 import re
-import select
 import signal
 import subprocess
-import time
 
 import pytest
 
-from conftest import DJDESKCTL, connect, publish, read_project_version
+from conftest import DJDESKCTL, connect, publish, read_line, read_project_version
 
 HINT = "systemctl --user start djdesk.service"
 WATCH_LINE = re.compile(r"^(\d+)  (\d\d:\d\d:\d\d\.\d{3})  (\S+)  (.*)$")
@@ -61,24 +59,6 @@ def test_daemon_error_exits_1(tree):
     assert p.returncode == 1, (p.returncode, err)
     assert re.search(r"^djdeskctl: .+ \((invalid|not_found|confirmation_required|busy|not_allowed|internal)\)$",
                      err.strip(), re.M), err
-
-
-def read_line(proc, timeout=10.0):
-    """A line from a subprocess' stdout, with a timeout."""
-    deadline = time.monotonic() + timeout
-    buf = b""
-    fd = proc.stdout.fileno()
-    while not buf.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"no line from {proc.args} within {timeout}s (got {buf!r})")
-        r, _, _ = select.select([fd], [], [], remaining)
-        if r:
-            b = proc.stdout.read1(1) if hasattr(proc.stdout, "read1") else proc.stdout.read(1)
-            if not b:
-                raise EOFError(f"{proc.args} closed stdout after {buf!r}; exit {proc.poll()}")
-            buf += b
-    return buf.decode()
 
 
 def start_watch(tree, *args):

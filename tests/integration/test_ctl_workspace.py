@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import re
-import select
 import shlex
 import signal
 import socket
@@ -22,7 +21,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import DJANGO_PYTHON, DJDESKCTL, SOURCE_ROOT, connect
+from conftest import DJANGO_PYTHON, DJDESKCTL, SOURCE_ROOT, connect, read_line
 
 START_TIMEOUT = 90          # djdeskctl server start waits for Django; sanitizer builds are slow
 READY_LINE = re.compile(r"^(?P<slug>[a-z0-9-]+): ready (?P<url>http://127\.0\.0\.1:\d+/)$")
@@ -81,24 +80,6 @@ def start(tree, *slugs, expect=None):
         urls[m["slug"]] = m["url"]
     assert set(urls) == set(expect or slugs), out
     return urls
-
-
-def read_line(proc, timeout=20.0):
-    """A line from a subprocess' stdout (unbuffered pipe), with a timeout."""
-    deadline = time.monotonic() + timeout
-    buf = b""
-    fd = proc.stdout.fileno()
-    while not buf.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"no line from {proc.args} within {timeout}s (got {buf!r})")
-        r, _, _ = select.select([fd], [], [], remaining)
-        if r:
-            b = os.read(fd, 1)
-            if not b:
-                raise EOFError(f"{proc.args} closed stdout after {buf!r}; exit {proc.poll()}")
-            buf += b
-    return buf.decode()
 
 
 def recorder(tree, name, exit_code=0):

@@ -25,6 +25,28 @@ def no_ready(server):
     return not any(m.get("READY") == "1" for m in server.ready_messages())
 
 
+def start_slow_request(server, port, marker, seconds):
+    """GET of the test view that takes `seconds`, in a thread; returns (thread, result) once the view runs.
+    result gets "response" (status, headers, body) and "at" (when it came back), or "error"."""
+    result = {}
+
+    def slow_request():
+        try:
+            result["response"] = http_get(port, "/djdesk-test/slow/?seconds=%s&marker=%s" % (seconds, marker),
+                                          timeout=20)
+            result["at"] = time.monotonic()
+        except (OSError, http.client.HTTPException) as exc:
+            result["error"] = exc
+
+    client = threading.Thread(target=slow_request)
+    client.start()
+    deadline = time.monotonic() + 10
+    while not marker.exists():
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.01)
+    return client, result
+
+
 # ------------------------------------------------------------------------------------------------
 # Serving
 
@@ -306,19 +328,7 @@ def test_sigterm_finishes_request_in_flight(sample, listener, serve, tmp_path):
     server = serve(project, listener, args=["--settings", settings, "--migrate"])
     server.wait_ready()
 
-    marker = tmp_path / "slow-started"
-    result = {}
-
-    def slow_request():
-        result["response"] = http_get(port, "/djdesk-test/slow/?seconds=1.5&marker=%s" % marker, timeout=20)
-        result["at"] = time.monotonic()
-
-    client = threading.Thread(target=slow_request)
-    client.start()
-    deadline = time.monotonic() + 10
-    while not marker.exists():
-        assert time.monotonic() < deadline, server.output()
-        time.sleep(0.01)
+    client, result = start_slow_request(server, port, tmp_path / "slow-started", 1.5)
 
     sent = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
@@ -431,21 +441,7 @@ def test_grace_period_bounds_the_wait(sample, listener, serve, tmp_path):
     port = port_of(listener)
     server = serve(project, listener, args=["--settings", settings, "--grace", "0.5"])
     server.wait_ready()
-    marker = tmp_path / "slow-started"
-    result = {}
-
-    def slow_request():
-        try:
-            result["response"] = http_get(port, "/djdesk-test/slow/?seconds=5&marker=%s" % marker, timeout=20)
-        except (OSError, http.client.HTTPException) as exc:
-            result["error"] = exc
-
-    client = threading.Thread(target=slow_request)
-    client.start()
-    deadline = time.monotonic() + 10
-    while not marker.exists():
-        assert time.monotonic() < deadline, server.output()
-        time.sleep(0.01)
+    client, result = start_slow_request(server, port, tmp_path / "slow-started", 5)
     sent = time.monotonic()
     assert server.stop() == 0
     assert time.monotonic() - sent < 3.0        # gave up after --grace, not after the 5 s request

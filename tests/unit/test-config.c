@@ -12,12 +12,12 @@
 
 #include "config-file.h"
 #include "dj-util.h"
+#include "test-tmpdir.h"
 
 static char tmpdir[64];
 
 static int setup(void **state) {
-        strcpy(tmpdir, "/tmp/djdesk-test-config-XXXXXX");
-        assert_non_null(mkdtemp(tmpdir));
+        test_mkdtemp(tmpdir, sizeof(tmpdir), "config");
         assert_int_equal(setenv("XDG_RUNTIME_DIR", tmpdir, 1), 0);
         assert_int_equal(setenv("XDG_STATE_HOME", tmpdir, 1), 0);
         (void) unsetenv("DJDESK_LOG_LEVEL");
@@ -30,10 +30,7 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-        char cmd[128];
-
-        (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-        assert_int_equal(system(cmd), 0);
+        test_rm_rf(tmpdir);
         return 0;
 }
 

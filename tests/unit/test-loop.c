@@ -66,6 +66,13 @@ static void write_all(int fd, const char *s) {
         assert_int_equal(write(fd, s, n), (ssize_t) n);
 }
 
+/* A new pipe whose read end feeds lines of at most max bytes (0: no limit) to lines_cb with t; p[1] is
+ * the writer. */
+static void add_lines(Loop *l, int p[2], size_t max, Lines *t, LoopSource **ret) {
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        assert_int_equal(loop_add_lines(l, p[0], max, lines_cb, t, ret), 0);
+}
+
 static bool lines_reached(Lines *t, size_t n) {
         return t->n >= n;
 }
@@ -77,8 +84,7 @@ static void test_lines(void **state) {
         int p[2];
 
         assert_int_equal(loop_new(&daemon_stub, &l), 0);
-        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-        assert_int_equal(loop_add_lines(l, p[0], 8, lines_cb, &t, &s), 0);
+        add_lines(l, p, 8, &t, &s);
 
         write_all(p[1], "one\ntwo\n\nthree-is-a-long-line\nexactly8\n");
         while (!lines_reached(&t, 7))
@@ -123,8 +129,7 @@ static void test_lines_drain(void **state) {
         int p[2];
 
         assert_int_equal(loop_new(&daemon_stub, &l), 0);
-        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-        assert_int_equal(loop_add_lines(l, p[0], 0, lines_cb, &t, &s), 0);
+        add_lines(l, p, 0, &t, &s);
 
         /* The writer is still open: drain(false) takes the complete lines only. */
         write_all(p[1], "a\nb\nc");
@@ -150,8 +155,7 @@ static void test_lines_free_from_callback(void **state) {
         int p[2];
 
         assert_int_equal(loop_new(&daemon_stub, &l), 0);
-        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-        assert_int_equal(loop_add_lines(l, p[0], 0, lines_cb, &t, &s), 0);
+        add_lines(l, p, 0, &t, &s);
         t.self = &s;
 
         /* Three lines in one read: the loop must stop after the callback freed the source. */
@@ -165,8 +169,7 @@ static void test_lines_free_from_callback(void **state) {
         assert_int_equal(close(p[1]), 0);
         lines_done(&t);
         t = (Lines){ .free_after = 1, .self = &s };
-        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-        assert_int_equal(loop_add_lines(l, p[0], 0, lines_cb, &t, &s), 0);
+        add_lines(l, p, 0, &t, &s);
         write_all(p[1], "x\ny\nz");
         loop_lines_drain(s, true);
         assert_null(s);
@@ -292,5 +295,5 @@ int main(void) {
                 cmocka_unit_test(test_io),
         };
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include "dj-util.h"
 #include "events.h"
 #include "ops.h"
+#include "test-tmpdir.h"
 
 typedef struct Reply {
         json_t *result;
@@ -53,8 +54,7 @@ static int setup(void **state) {
         _cleanup_free_ char *db = NULL;
 
         assert_non_null(f);
-        strcpy(f->dir, "/tmp/djdesk-test-ops-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
+        test_mkdtemp(f->dir, sizeof(f->dir), "ops");
         db = path_join(f->dir, "djdesk.db");
         f->d.config = config_new_defaults();
         assert_non_null(f->d.config);
@@ -72,15 +72,13 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
         Fixture *f = *state;
-        char cmd[128];
 
         events_free(f->d.events);
         store_free(f->d.store);
         config_free(f->d.config);
         free(f->d.socket_path);
         free(f->d.started_at_iso);
-        (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
+        test_rm_rf(f->dir);
         free(f);
         return 0;
 }

@@ -13,20 +13,17 @@
 
 #include "dj-util.h"
 #include "store.h"
+#include "test-tmpdir.h"
 
 static char tmpdir[64];
 
 static int setup(void **state) {
-        strcpy(tmpdir, "/tmp/djdesk-test-store-XXXXXX");
-        assert_non_null(mkdtemp(tmpdir));
+        test_mkdtemp(tmpdir, sizeof(tmpdir), "store");
         return 0;
 }
 
 static int teardown(void **state) {
-        char cmd[128];
-
-        (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-        assert_int_equal(system(cmd), 0);
+        test_rm_rf(tmpdir);
         return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dj-util.h"
 #include "xdg.h"
@@ -91,29 +92,61 @@ static void test_duration_path(void **state) {
         free(p);
 }
 
-static void test_xdg(void **state) {
-        char *p = NULL;
+static void test_read_write_full(void **state) {
+        char path[] = "/tmp/djdesk-test-util-XXXXXX", in[100000], out[sizeof(in) + 10];
+        int fd;
 
-        assert_int_equal(setenv("HOME", "/home/u", 1), 0);
-        assert_int_equal(setenv("XDG_STATE_HOME", "relative", 1), 0); /* ignored, as the spec says */
-        assert_int_equal(xdg_state_home(&p), 0);
-        assert_string_equal(p, "/home/u/.local/state");
-        free(p);
-        assert_int_equal(setenv("XDG_CONFIG_HOME", "/cfg", 1), 0);
-        assert_int_equal(xdg_config_home(&p), 0);
-        assert_string_equal(p, "/cfg");
-        free(p);
-        (void) unsetenv("XDG_RUNTIME_DIR");
-        (void) unsetenv("DJDESK_SOCKET");
-        assert_int_equal(djdesk_socket_path(&p), -ENXIO);
-        assert_int_equal(setenv("XDG_RUNTIME_DIR", "/run/user/1000", 1), 0);
-        assert_int_equal(djdesk_socket_path(&p), 0);
-        assert_string_equal(p, "/run/user/1000/djdesk/daemon.sock");
-        free(p);
-        assert_int_equal(setenv("DJDESK_SOCKET", "/tmp/x.sock", 1), 0);
-        assert_int_equal(djdesk_socket_path(&p), 0);
-        assert_string_equal(p, "/tmp/x.sock");
-        free(p);
+        for (size_t i = 0; i < sizeof(in); i++)
+                in[i] = (char) (i * 7);
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(write_full(fd, in, sizeof(in)), 0);
+        assert_int_equal(write_full(fd, in, 0), 0);
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        /* Less than asked for only at the end of the file. */
+        assert_int_equal(read_full(fd, out, 10), 10);
+        assert_int_equal(read_full(fd, out + 10, sizeof(out) - 10), sizeof(in) - 10);
+        assert_memory_equal(in, out, sizeof(in));
+        assert_int_equal(read_full(fd, out, sizeof(out)), 0);
+        assert_int_equal(close(fd), 0);
+        assert_int_equal(read_full(fd, out, 1), -EBADF);
+        assert_int_equal(write_full(fd, in, 1), -EBADF);
+}
+
+static void test_xdg(void **state) {
+        /* In order: each step sets a variable (or unsets it: NULL), then checks a lookup (if any). */
+        static const struct {
+                const char *var, *value;
+                int (*lookup)(char **ret);
+                int r;
+                const char *path;
+        } steps[] = {
+                { "HOME", "/home/u" },
+                /* A relative path is ignored, as the spec says. */
+                { "XDG_STATE_HOME", "relative", xdg_state_home, 0, "/home/u/.local/state" },
+                { "XDG_CONFIG_HOME", "/cfg", xdg_config_home, 0, "/cfg" },
+                { "DJDESK_SOCKET", NULL },
+                { "XDG_RUNTIME_DIR", NULL, djdesk_socket_path, -ENXIO },
+                { "XDG_RUNTIME_DIR", "/run/user/1000", djdesk_socket_path, 0,
+                  "/run/user/1000/djdesk/daemon.sock" },
+                { "DJDESK_SOCKET", "/tmp/x.sock", djdesk_socket_path, 0, "/tmp/x.sock" },
+        };
+
+        for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+                char *p = NULL;
+
+                if (steps[i].value)
+                        assert_int_equal(setenv(steps[i].var, steps[i].value, 1), 0);
+                else
+                        assert_int_equal(unsetenv(steps[i].var), 0);
+                if (!steps[i].lookup)
+                        continue;
+                assert_int_equal(steps[i].lookup(&p), steps[i].r);
+                if (steps[i].r == 0)
+                        assert_string_equal(p, steps[i].path);
+                free(p);
+        }
 }
 
 static void test_utf8_sanitize(void **state) {
@@ -151,9 +184,13 @@ static void test_utf8_sanitize(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_parse_size), cmocka_unit_test(test_parse_uint_bool),
-                cmocka_unit_test(test_timestamp),  cmocka_unit_test(test_duration_path),
-                cmocka_unit_test(test_xdg),        cmocka_unit_test(test_utf8_sanitize),
+                cmocka_unit_test(test_parse_size),
+                cmocka_unit_test(test_parse_uint_bool),
+                cmocka_unit_test(test_timestamp),
+                cmocka_unit_test(test_duration_path),
+                cmocka_unit_test(test_xdg),
+                cmocka_unit_test(test_utf8_sanitize),
+                cmocka_unit_test(test_read_write_full),
         };
 
         return cmocka_run_group_tests_name("util", tests, NULL, NULL);

@@ -16,6 +16,7 @@
 #include "dj-util.h"
 #include "loop.h"
 #include "watch.h"
+#include "test-tmpdir.h"
 
 #define DEBOUNCE (50 * USEC_PER_MSEC)
 
@@ -106,8 +107,7 @@ static int setup(void **state) {
                 "templates", "app/.hidden",     "app/migrations",
         };
 
-        strcpy(tmpdir, "/tmp/djdesk-test-watch-XXXXXX");
-        assert_non_null(mkdtemp(tmpdir));
+        test_mkdtemp(tmpdir, sizeof(tmpdir), "watch");
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
                 mkd(dirs[i]);
         put("manage.py", "");
@@ -118,15 +118,31 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-        char cmd[128];
-
         loop = loop_free(loop);
-        (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-        assert_int_equal(system(cmd), 0);
+        test_rm_rf(tmpdir);
         return 0;
 }
 
 static void test_watch(void **state) {
+        /* Changes that never count: caches, VCS, dependencies, uploads, databases, editor files, prose. */
+        static const char *const ignored[] = {
+                "app/__pycache__/views.cpython-311.pyc",
+                "app/__pycache__/x.py",
+                ".git/hook.py",
+                "node_modules/pkg/index.json",
+                "venv/lib/site.py",
+                "media/upload.txt",
+                "staticfiles/admin.json",
+                "static_root/x.html",
+                "app/.hidden/x.py",
+                "app/views.pyc",
+                "db.sqlite3",
+                "app/.views.py.swp",
+                "app/views.py~",
+                "app/#views.py#",
+                "app/.#views.py",
+                "notes.md",
+        };
         _cleanup_(watch_freep) Watch *w = NULL;
         Fired f = {};
 
@@ -157,22 +173,8 @@ static void test_watch(void **state) {
         fired_done(&f);
 
         /* What does not count, followed by what does: only the latter fires. */
-        put("app/__pycache__/views.cpython-311.pyc", "");
-        put("app/__pycache__/x.py", "");
-        put(".git/hook.py", "");
-        put("node_modules/pkg/index.json", "");
-        put("venv/lib/site.py", "");
-        put("media/upload.txt", "");
-        put("staticfiles/admin.json", "");
-        put("static_root/x.html", "");
-        put("app/.hidden/x.py", "");
-        put("app/views.pyc", "");
-        put("db.sqlite3", "");
-        put("app/.views.py.swp", "");
-        put("app/views.py~", "");
-        put("app/#views.py#", "");
-        put("app/.#views.py", "");
-        put("notes.md", "");
+        for (size_t i = 0; i < ELEMENTSOF(ignored); i++)
+                put(ignored[i], "");
         put("app/urls.py", "");
         run_until_fired(&f, 1);
         assert_string_equal(f.paths[0], "app/urls.py");
@@ -227,10 +229,10 @@ static void test_watch(void **state) {
 
         /* Deleting a watched directory forgets it; deleting code counts. */
         {
-                char cmd[128];
+                _cleanup_free_ char *pkg = path_join(tmpdir, "pkg");
 
-                (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s/pkg'", tmpdir);
-                assert_int_equal(system(cmd), 0);
+                assert_non_null(pkg);
+                test_rm_rf(pkg);
         }
         run_until_fired(&f, 1);
         assert_string_equal(f.paths[0], "pkg/inner/mod.py");
@@ -267,5 +269,5 @@ int main(void) {
                 cmocka_unit_test(test_missing_root),
         };
 
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return cmocka_run_group_tests_name("watch", tests, setup, teardown);
 }

@@ -497,5 +497,5 @@ int main(void) {
                 cmocka_unit_test(test_child_env),
         };
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return cmocka_run_group_tests_name("workspace", tests, NULL, NULL);
 }
