@@ -194,7 +194,7 @@ static int child_wait(Child *c, bool block, siginfo_t *ret) {
 }
 
 Child *child_free(Child *c) {
-        siginfo_t si;
+        siginfo_t si = {};
 
         if (!c)
                 return NULL;
@@ -308,7 +308,7 @@ static void child_notify_cb(LoopSource *s, int fd, unsigned revents, void *userd
 static void child_exit_cb(LoopSource *s, int fd, unsigned revents, void *userdata) {
         Child *c = userdata;
         ChildExit e;
-        siginfo_t si;
+        siginfo_t si = {};
         int r;
 
         /* The group outlives nobody. The zombie leader keeps the pgid reserved until we reap it. */
@@ -717,10 +717,16 @@ static bool child_group_is_ours(const StoreChildGroup *g) {
         pid_t pgrp;
         char state;
 
-        if (proc_stat_read(g->pid, &state, &pgrp, &start) >= 0)
+        if (proc_stat_read(g->pid, &state, &pgrp, &start) >= 0) {
                 /* The leader's pid exists: it is ours only with the recorded start time (a reused pid
                  * cannot be: the kernel never hands out a pid still used as a process group id). */
-                return start == g->start_time && pgrp == g->pgid && state != 'Z' && state != 'X';
+                if (start != g->start_time || pgrp != g->pgid)
+                        return false;
+                if (state != 'Z' && state != 'X')
+                        return true;
+                /* Our leader, dead but not reaped yet (right after the previous daemon was killed, init
+                 * reaps it when it gets to it): the group is ours while members remain in it. */
+        }
         /* The leader is gone: the members still in its group are ours. */
         return proc_count_group(g->pgid) > 0;
 }

@@ -79,8 +79,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Child *, child_free);
 
 /* At daemon start: ends the process groups a previous daemon recorded in the store and never saw exit
  * (it crashed or was killed). A group is ended only while it is still provably ours: its leader is alive
- * with the recorded start time, or the leader is gone and members remain in the group. SIGTERM, then
- * SIGKILL after grace_usec. Returns how many groups were ended; their records are removed. */
+ * with the recorded start time, or the leader is gone (or a zombie with the recorded start time, not reaped
+ * yet) and members remain in the group. SIGTERM, then SIGKILL after grace_usec. Returns how many groups were ended; their records are removed. */
 int child_reap_orphans(Store *store, uint64_t grace_usec);
 
 /* Process start time (field 22 of /proc/PID/stat, clock ticks since boot), 0 when unknown. */

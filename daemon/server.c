@@ -38,17 +38,19 @@
 #include "watch.h"
 #include "workspace.h"
 
-#define CRASH_WINDOW_USEC  (60 * USEC_PER_SEC)
-#define CRASH_MAX          5 /* more crashes than this within the window: failed */
-#define BACKOFF_FIRST_USEC (500 * USEC_PER_MSEC)
-#define BACKOFF_MAX_USEC   (30 * USEC_PER_SEC)
-#define TAIL_MAX           5 /* stderr lines kept per process for error reports */
-#define LOG_FLUSH_USEC     (50 * USEC_PER_MSEC)
-#define LOG_FLUSH_LINES    100
-#define LOG_LIMIT_MAX      10000 /* server.logs never returns more lines than this */
-#define PROBE_FIRST_USEC   (5 * USEC_PER_MSEC)
-#define PROBE_MAX_USEC     (100 * USEC_PER_MSEC)
-#define LISTEN_BACKLOG     128
+#define CRASH_WINDOW_USEC       (60 * USEC_PER_SEC)
+#define CRASH_MAX               5 /* more crashes than this within the window: failed */
+#define BACKOFF_FIRST_USEC      (500 * USEC_PER_MSEC)
+#define BACKOFF_MAX_USEC        (30 * USEC_PER_SEC)
+#define TAIL_MAX                5 /* stderr lines kept per process for error reports */
+#define LOG_FLUSH_USEC          (50 * USEC_PER_MSEC)
+#define LOG_FLUSH_LINES         100
+#define LOG_LIMIT_MAX           10000 /* server.logs never returns more lines than this */
+#define PROBE_FIRST_USEC        (5 * USEC_PER_MSEC)
+#define PROBE_MAX_USEC          (100 * USEC_PER_MSEC)
+#define LISTEN_BACKLOG          128
+#define SERVE_GRACE_MARGIN_MSEC 500 /* djdesk-serve gives up this long before the SIGKILL */
+#define SERVE_GRACE_MIN_MSEC    500
 
 typedef enum ProcRole {
         PROC_MAIN,      /* serving, or starting to */
@@ -210,13 +212,48 @@ static bool startswith(const char *s, const char *prefix) {
         return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-static bool strcasestr_bool(const char *haystack, const char *needle) {
-        size_t n = strlen(needle);
+static bool word_char(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
 
-        for (; *haystack; haystack++)
-                if (strncasecmp(haystack, needle, n) == 0)
+/* Whether word occurs in s as a whole word (no \w on either side). */
+static bool has_word(const char *s, const char *word) {
+        size_t n = strlen(word);
+
+        for (const char *p = s; (p = strstr(p, word)); p++)
+                if ((p == s || !word_char(p[-1])) && !word_char(p[n]))
                         return true;
         return false;
+}
+
+/* Whether the len bytes at s end in suffix, with at least one byte before it. */
+static bool ends_in_after_one(const char *s, size_t len, const char *suffix) {
+        size_t m = strlen(suffix);
+
+        return len > m && strncmp(s + len - m, suffix, m) == 0;
+}
+
+/* A Python exception line: ^\w+(\.\w+)*(Error|Exception):<space> ("ValueError: x",
+ * "django.db.utils.OperationalError: no such table: x"), or ^[A-Za-z_.]*Error$ ("RecursionError"). */
+static bool exception_line(const char *t) {
+        const char *p, *last = t;
+        size_t n;
+
+        n = strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_.");
+        if (t[n] == '\0' && n >= strlen("Error") && streq(t + n - strlen("Error"), "Error"))
+                return true;
+
+        for (p = t;; p++) {
+                if (word_char(*p))
+                        continue;
+                if (*p != '.' || p == last)
+                        break;
+                last = p + 1; /* the next component */
+        }
+        if (p == last || p[0] != ':' || p[1] != ' ')
+                return false;
+        return ends_in_after_one(last, (size_t) (p - last), "Error") ||
+               ends_in_after_one(last, (size_t) (p - last), "Exception");
 }
 
 void server_log_classify(const char *text, bool *in_traceback, ServerLogLevel *ret_level,
@@ -243,11 +280,21 @@ void server_log_classify(const char *text, bool *in_traceback, ServerLogLevel *r
                 level = status >= 500   ? SERVER_LOG_ERROR
                         : status >= 400 ? SERVER_LOG_WARNING
                                         : SERVER_LOG_INFO;
-        } else if (strstr(text, "error") || strstr(text, "Error:") || strstr(text, "ERROR") ||
-                   strstr(text, "CRITICAL"))
-                level = SERVER_LOG_ERROR;
-        else if (strcasestr_bool(text, "warning"))
-                level = SERVER_LOG_WARNING;
+        } else {
+                /* Our helper's own lines: "djdesk-serve: error: ...", "djdesk-serve: warning: ...". */
+                const char *msg =
+                        startswith(text, "djdesk-serve: ") ? text + strlen("djdesk-serve: ") : text;
+
+                if (exception_line(text) || startswith(text, "ERRORS:") || has_word(text, "ERROR") ||
+                    has_word(text, "CRITICAL") || strncasecmp(msg, "error:", strlen("error:")) == 0 ||
+                    startswith(text, "Internal Server Error: "))
+                        level = SERVER_LOG_ERROR;
+                else if (startswith(text, "WARNINGS:") || has_word(text, "WARNING") ||
+                         strncasecmp(msg, "warning:", strlen("warning:")) == 0 || strstr(text, "Warning:") ||
+                         startswith(text, "Not Found: ") || startswith(text, "Bad Request: ") ||
+                         startswith(text, "Forbidden (") || startswith(text, "Method Not Allowed ("))
+                        level = SERVER_LOG_WARNING;
+        }
 
         *ret_level = level;
         *ret_kind = kind;
@@ -949,9 +996,19 @@ static int server_check_interpreter(Server *s, DjError *reterr) {
         return 0;
 }
 
+/* djdesk-serve's --grace: how long it waits for the requests in flight after SIGTERM. A little less than
+ * stop_timeout_sec, so that it gives up and exits by itself before we would SIGKILL it. In ms. */
+uint64_t server_serve_grace_msec(uint64_t stop_timeout_sec) {
+        uint64_t ms = stop_timeout_sec * 1000;
+
+        return ms > SERVE_GRACE_MARGIN_MSEC + SERVE_GRACE_MIN_MSEC ? ms - SERVE_GRACE_MARGIN_MSEC
+                                                                   : SERVE_GRACE_MIN_MSEC;
+}
+
 static int server_spawn_serve(Server *s, ProcRole role, bool migrate, Proc **ret, DjError *reterr) {
         const Config *cfg = server_config(s);
         _cleanup_strv_free_ char **argv = NULL;
+        uint64_t grace = server_serve_grace_msec(cfg->stop_timeout_sec);
         int r;
 
         r = server_check_interpreter(s, reterr);
@@ -966,7 +1023,8 @@ static int server_spawn_serve(Server *s, ProcRole role, bool migrate, Proc **ret
             strv_extend(&argv, "--project") < 0 || strv_extend(&argv, s->w->path) < 0 ||
             (!isempty(s->w->settings_module) &&
              (strv_extend(&argv, "--settings") < 0 || strv_extend(&argv, s->w->settings_module) < 0)) ||
-            (migrate && strv_extend(&argv, "--migrate") < 0))
+            (migrate && strv_extend(&argv, "--migrate") < 0) || strv_extend(&argv, "--grace") < 0 ||
+            strv_extendf(&argv, "%" PRIu64 ".%03" PRIu64, grace / 1000, grace % 1000) < 0)
                 return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory");
         return proc_spawn(s, role, argv, true, true, ret, reterr);
 }
@@ -1259,24 +1317,27 @@ static void reload_deadline_cb(LoopSource *src, void *userdata) {
 static void watch_cb(Watch *wt, const char *path, void *userdata) {
         Server *s = userdata;
 
-        log_debug("Server '%s': '%s' changed", s->w->slug, path);
         switch (s->state) {
         case SERVER_READY:
+                log_debug("Server '%s': reloading: '%s' changed", s->w->slug, path);
                 (void) server_begin_reload(s);
                 break;
         case SERVER_STARTING:
         case SERVER_MIGRATING:
         case SERVER_RELOADING:
+                log_debug("Server '%s': '%s' changed, reloading once ready", s->w->slug, path);
                 s->reload_pending = true;
                 break;
         case SERVER_CRASHED:
                 /* Perhaps the fix: try now rather than at the end of the back-off. */
+                log_debug("Server '%s': restarting now: '%s' changed", s->w->slug, path);
                 if (s->restart_timer)
                         loop_timer_disarm(s->restart_timer);
                 s->restarts++;
                 (void) server_begin_start(s, false);
                 break;
         default:
+                log_debug("Server '%s': '%s' changed", s->w->slug, path);
                 break;
         }
 }

@@ -85,10 +85,19 @@ const char *server_log_kind_to_string(ServerLogKind k); /* "log", "request", "tr
 
 /* Classifies one line of a server's output. in_traceback carries the state from one line to the next of
  * the same stream (start with false). Request lines get their HTTP status in *ret_status (else 0) and the
- * level info (< 400), warning (4xx) or error (5xx); tracebacks are errors; other lines are errors when they
- * say "error", "Error:", "ERROR" or "CRITICAL", warnings when they say "warning" in any case, else info. */
+ * level info (< 400), warning (4xx) or error (5xx); tracebacks are errors. Other lines are errors when they
+ * are a Python exception line (^\w+(\.\w+)*(Error|Exception):<space>, ^[A-Za-z_.]*Error$), start with
+ * "error:" in any case (also after "djdesk-serve: "), "ERRORS:" or Django's "Internal Server Error: ", or
+ * have the word ERROR or CRITICAL; warnings when they start with "warning:" in any case (also after
+ * "djdesk-serve: "), "WARNINGS:" or one of Django's 4xx messages ("Not Found: ", "Bad Request: ",
+ * "Forbidden (", "Method Not Allowed ("), or have the word WARNING or "Warning:" (Python's warnings);
+ * else info. */
 void server_log_classify(const char *text, bool *in_traceback, ServerLogLevel *ret_level,
                          ServerLogKind *ret_kind, int *ret_status);
+
+/* The --grace given to djdesk-serve, in ms: how long it lets the requests in flight finish after SIGTERM.
+ * Half a second less than the stop timeout (after which the daemon sends SIGKILL), at least half a second. */
+uint64_t server_serve_grace_msec(uint64_t stop_timeout_sec);
 
 /* Daemon-wide. */
 /* Starts every autostart workspace's server (after orphans were reaped). */

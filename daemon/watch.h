@@ -9,12 +9,17 @@ typedef struct Loop Loop;
 typedef struct Watch Watch;
 
 /* Watches a project tree with inotify for code changes, debounced: the callback runs once, debounce_usec
- * after the last change of a burst, with the first path that changed (relative to the root). Directories
+ * after the last event of a burst, with the first path that changed (relative to the root). Directories
  * that never hold code are skipped: hidden ones (.git, .venv...), __pycache__, node_modules, virtualenvs
  * (any directory with a pyvenv.cfg), media/, static output (staticfiles/, static_root/, collected_static/).
  * Changes that count are to files ending in .py, .mo, .html, .txt, .json, .toml, .cfg, .ini, .env; editor
  * temporaries (hidden files, *~, *.swp) and databases do not count. New directories are watched as they
- * appear; an inotify queue overflow counts as a change. */
+ * appear.
+ *
+ * A change is a file that differs, at the end of the burst, from what the watch last saw of it (its inode,
+ * size or mtime; created or deleted): events that change nothing do not fire (a file opened for writing
+ * and closed untouched, one created and removed again within the burst, an inotify queue overflow after
+ * which every file is found as it was). */
 typedef void (*WatchFn)(Watch *w, const char *path, void *userdata);
 
 int watch_new(Loop *l, const char *root, uint64_t debounce_usec, WatchFn cb, void *userdata, Watch **ret);
@@ -23,3 +28,5 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Watch *, watch_free);
 
 /* How many directories are watched (tests, logs). */
 unsigned watch_n_dirs(const Watch *w);
+/* How many files that count are remembered (tests, logs). */
+unsigned watch_n_files(const Watch *w);

@@ -4,6 +4,8 @@
 import os
 import socket
 import sqlite3
+import threading
+import time
 
 import pytest
 
@@ -307,3 +309,78 @@ def test_daemon_shutdown_stops_every_server_first(tree):
         assert ev.states(s)[-2:] == ["stopping", "stopped"]
     topics = [e["topic"] for e in ev.seen]
     assert topics.index("daemon.shutdown") < len(topics) - 1
+
+
+def test_a_server_that_does_not_stop_is_killed_after_the_stop_timeout(tree):
+    # A thread the project started (not a daemon thread) keeps djdesk-serve's interpreter from exiting after
+    # SIGTERM: only the SIGKILL after stop_timeout_sec ends it, and the stop waits for that.
+    tree.write_config("[server]\nstop_timeout_sec = 1\n")
+    d = tree.start(env={"DJDESK_LOG_LEVEL": "debug"})
+    rpc = connect(tree.socket_path, timeout=START_TIMEOUT)
+    project = tree.copy_sample("atlas")
+    with open(os.path.join(project, "atlas", "settings.py"), "a") as f:
+        f.write("\nimport threading as _th, time as _t\n"
+                "_th.Thread(target=_t.sleep, args=(600,), name='djdesk-test', daemon=False).start()\n")
+    slug = add_workspace(rpc, project, migrate_on_start=False)["slug"]
+    st = rpc.call("server.start", {"workspace": slug})
+    pgid = st["pid"]
+    assert http_get(st["port"])[0] == 200
+
+    t0 = time.monotonic()
+    stopped = rpc.call("server.stop", {"workspace": slug})
+    took = time.monotonic() - t0
+    assert stopped["state"] == "stopped" and stopped["pid"] == 0
+    assert group_members(pgid) == []
+    assert 1.0 <= took < 4.0, f"the stop took {took:.2f}s with stop_timeout_sec = 1"
+    d.wait_stderr(rf"process {pgid} did not stop in time, sending SIGKILL")
+    d.wait_stderr(rf"process {pgid} killed by SIGKILL")
+    texts = [x["text"] for x in rpc.call("server.logs", {"workspace": slug, "limit": 1000})["lines"]]
+    assert any(t.startswith("djdesk-serve: SIGTERM: stopped accepting") for t in texts), texts
+    assert rpc.call("server.status", {"workspace": slug})["state"] == "stopped"
+
+
+def test_serve_gives_up_on_a_slow_request_before_the_stop_timeout(tree):
+    # djdesk-serve's own grace for requests in flight ends half a second before the daemon's SIGKILL: it
+    # exits by itself, saying so, and is never killed.
+    tree.write_config("[server]\nstop_timeout_sec = 2\n")
+    d = tree.start(env={"DJDESK_LOG_LEVEL": "debug"})
+    ev = Events(tree)
+    rpc = connect(tree.socket_path, timeout=START_TIMEOUT)
+    project = tree.copy_sample("atlas")
+    with open(os.path.join(project, "atlas", "urls.py"), "a") as f:
+        f.write("\n\ndef _slow(request):\n"
+                "    import time\n"
+                "    print('djdesk-test: slow request', flush=True)\n"
+                "    time.sleep(60)\n\n\n"
+                "urlpatterns.append(path('slow/', _slow))\n")
+    slug = add_workspace(rpc, project, migrate_on_start=False)["slug"]
+    st = rpc.call("server.start", {"workspace": slug})
+    pgid = st["pid"]
+    argv = open(f"/proc/{pgid}/cmdline", "rb").read().split(b"\0")
+    assert argv[argv.index(b"--grace") + 1] == b"1.500"
+
+    outcome = []
+    client = threading.Thread(target=lambda: outcome.append(_try_get(st["port"], "/slow/")), daemon=True)
+    client.start()
+    ev.wait(lambda e: e["topic"] == "server.log" and any(
+        x["text"] == "djdesk-test: slow request" for x in e["data"]["lines"]), what="the slow request running")
+
+    t0 = time.monotonic()
+    stopped = rpc.call("server.stop", {"workspace": slug})
+    took = time.monotonic() - t0
+    assert stopped["state"] == "stopped"
+    assert group_members(pgid) == []
+    assert 1.4 <= took < 4.0, f"the stop took {took:.2f}s (grace 1.5 s, SIGKILL at 2 s)"
+    texts = [x["text"] for x in rpc.call("server.logs", {"workspace": slug, "limit": 1000})["lines"]]
+    assert "djdesk-serve: warning: 1 request(s) still running after 1.5s, exiting anyway" in texts, texts
+    d.wait_stderr(rf"process {pgid} exited with status 0")
+    assert "did not stop in time" not in d.stderr_text
+    client.join(timeout=20)
+    assert outcome and outcome[0] != 200     # the request was cut short
+
+
+def _try_get(port, path):
+    try:
+        return http_get(port, path, timeout=30)[0]
+    except Exception as e:      # the connection closed under it
+        return repr(e)

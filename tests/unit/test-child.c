@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -486,6 +487,94 @@ static void test_reap_orphans(void **state) {
         store_free(s);
 }
 
+/* The state letter of pid ('R', 'S', 'Z'...), 0 when it is gone. */
+static char proc_state(pid_t pid) {
+        char p[64], buf[512], *s;
+        FILE *f;
+
+        (void) snprintf(p, sizeof(p), "/proc/%d/stat", (int) pid);
+        f = fopen(p, "re");
+        if (!f)
+                return 0;
+        s = fgets(buf, sizeof(buf), f);
+        fclose(f);
+        if (!s || !(s = strrchr(buf, ')')) || !s[1] || !s[2])
+                return 0;
+        return s[2];
+}
+
+static void wait_zombie(pid_t pid) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + 10 * USEC_PER_SEC;
+
+        while (proc_state(pid) != 'Z') {
+                assert_true(now_usec(CLOCK_MONOTONIC) < deadline);
+                (void) nanosleep(&(struct timespec){ .tv_nsec = 5 * 1000 * 1000 }, NULL);
+        }
+}
+
+/* Right after a daemon was killed, its server's leader may be a zombie that init has not reaped yet while
+ * other members of the group live on: the group is still ours. A zombie leader alone is not. */
+static void test_reap_orphans_zombie_leader(void **state) {
+        _cleanup_free_ char *p = path_join(tmpdir, "zombie.db");
+        Store *s = NULL;
+        pid_t a, b, member;
+        int status, ready[2], ended;
+        bool member_alive;
+        uint64_t t0, elapsed;
+        char buf[32] = {};
+        size_t got = 0;
+
+        assert_int_equal(store_open(p, &s, NULL), 0);
+        assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+
+        /* a: the leader exits and stays a zombie (we do not reap it yet); its member ignores SIGTERM. */
+        a = fork_group("trap '' TERM; sleep 1000 9>&- >/dev/null 2>&1 & echo $! >&9; exit 0", ready[1]);
+        /* b: a zombie leader and nobody left in its group. */
+        b = fork_group("exit 0", ready[1]);
+        close(ready[1]);
+        while (!memchr(buf, '\n', got)) {
+                ssize_t n = read(ready[0], buf + got, sizeof(buf) - 1 - got);
+
+                assert_true(n > 0);
+                got += (size_t) n;
+        }
+        close(ready[0]);
+        member = atoi(buf);
+        assert_true(member > 0);
+        wait_zombie(a);
+        wait_zombie(b);
+
+        assert_int_equal(store_child_group_add(s, a, a, child_proc_start_time(a), "server:a", 1), 0);
+        assert_int_equal(store_child_group_add(s, b, b, child_proc_start_time(b), "server:b", 2), 0);
+        assert_true(child_proc_start_time(a) > 0);
+        /* A zombie with another start time is not our leader. */
+        assert_int_equal(store_child_group_add(s, 999999998, 999999998, 1, "server:gone", 3), 0);
+
+        t0 = now_usec(CLOCK_MONOTONIC);
+        ended = child_reap_orphans(s, 200 * USEC_PER_MSEC);
+        elapsed = now_usec(CLOCK_MONOTONIC) - t0;
+        /* SIGKILL was sent last: give it a moment to land. */
+        t0 = now_usec(CLOCK_MONOTONIC);
+        while ((member_alive = waitpid(member, &status, WNOHANG) == 0) &&
+               now_usec(CLOCK_MONOTONIC) - t0 < 2 * USEC_PER_SEC)
+                (void) nanosleep(&(struct timespec){ .tv_nsec = 5 * 1000 * 1000 }, NULL);
+        if (member_alive) { /* do not leave it behind when the test fails */
+                (void) kill(member, SIGKILL);
+                (void) waitpid(member, &status, 0);
+        }
+        assert_int_equal(ended, 1);
+        assert_true(elapsed >= 200 * USEC_PER_MSEC); /* the member ignored SIGTERM */
+        assert_false(member_alive);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), SIGKILL);
+        assert_int_equal(n_groups(s), 0);
+
+        assert_int_equal(waitpid(a, &status, 0), a);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_int_equal(waitpid(b, &status, 0), b);
+        store_free(s);
+}
+
 static int setup(void **state) {
         strcpy(tmpdir, "/tmp/djdesk-test-child-XXXXXX");
         assert_non_null(mkdtemp(tmpdir));
@@ -508,10 +597,10 @@ int main(void) {
                 cmocka_unit_test(test_env_and_group),    cmocka_unit_test(test_group_killed),
                 cmocka_unit_test(test_listen_fd),        cmocka_unit_test(test_notify),
                 cmocka_unit_test(test_free_from_line),   cmocka_unit_test(test_store_record),
-                cmocka_unit_test(test_reap_orphans),
+                cmocka_unit_test(test_reap_orphans),     cmocka_unit_test(test_reap_orphans_zombie_leader),
         };
 
         /* Orphaned grandchildren come to us, so the tests can reap them and check how they ended. */
         (void) prctl(PR_SET_CHILD_SUBREAPER, 1);
-        return cmocka_run_group_tests(tests, setup, teardown);
+        return cmocka_run_group_tests_name("child", tests, setup, teardown);
 }

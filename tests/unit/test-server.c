@@ -67,6 +67,53 @@ static void test_classify(void **state) {
                 { "  Applying catalog.0001_initial... OK", SERVER_LOG_INFO, SERVER_LOG_KIND_LOG, 0 },
                 { "Starting development server at http://127.0.0.1:8000/", SERVER_LOG_INFO,
                   SERVER_LOG_KIND_LOG, 0 },
+                /* "error" inside a word or a name is no error. */
+                { "  Applying auth.0007_alter_validators_add_error_messages... OK", SERVER_LOG_INFO,
+                  SERVER_LOG_KIND_LOG, 0 },
+                { "  Applying errors.0001_initial... OK", SERVER_LOG_INFO, SERVER_LOG_KIND_LOG, 0 },
+                { "Errors were found in 0 files; error_count=0", SERVER_LOG_INFO, SERVER_LOG_KIND_LOG, 0 },
+                { "ERROR_CODE=5 TERRORS", SERVER_LOG_INFO, SERVER_LOG_KIND_LOG, 0 },
+                { "no_error: 0", SERVER_LOG_INFO, SERVER_LOG_KIND_LOG, 0 },
+                { "[24/Nov/2026 04:28:47] \"GET /error/ HTTP/1.1\" 200 5", SERVER_LOG_INFO,
+                  SERVER_LOG_KIND_REQUEST, 200 },
+                { "Watching for file changes with StatReloader", SERVER_LOG_INFO, SERVER_LOG_KIND_LOG, 0 },
+                { "System check identified no issues (0 silenced).", SERVER_LOG_INFO, SERVER_LOG_KIND_LOG,
+                  0 },
+                { "djdesk-serve: SIGTERM: stopped accepting, finishing 0 open connection(s)",
+                  SERVER_LOG_INFO, SERVER_LOG_KIND_LOG, 0 },
+                { "a forewarning: nothing", SERVER_LOG_INFO, SERVER_LOG_KIND_LOG, 0 },
+                { "KeyboardInterrupt", SERVER_LOG_INFO, SERVER_LOG_KIND_LOG, 0 },
+                { "ValueError:no space", SERVER_LOG_INFO, SERVER_LOG_KIND_LOG, 0 },
+                { "Error .x: y", SERVER_LOG_INFO, SERVER_LOG_KIND_LOG, 0 },
+                /* Python exception lines, outside a traceback too. */
+                { "RuntimeError: boom", SERVER_LOG_ERROR, SERVER_LOG_KIND_LOG, 0 },
+                { "django.db.utils.OperationalError: no such table: catalog_instrument", SERVER_LOG_ERROR,
+                  SERVER_LOG_KIND_LOG, 0 },
+                { "my_app.errors.BadThingException: it broke", SERVER_LOG_ERROR, SERVER_LOG_KIND_LOG, 0 },
+                { "RecursionError", SERVER_LOG_ERROR, SERVER_LOG_KIND_LOG, 0 },
+                { "json.decoder.JSONDecodeError", SERVER_LOG_ERROR, SERVER_LOG_KIND_LOG, 0 },
+                /* Level words and prefixes. */
+                { "Error: That port is already in use.", SERVER_LOG_ERROR, SERVER_LOG_KIND_LOG, 0 },
+                { "error: something broke", SERVER_LOG_ERROR, SERVER_LOG_KIND_LOG, 0 },
+                { "djdesk-serve: error: migrate failed: RuntimeError: x", SERVER_LOG_ERROR,
+                  SERVER_LOG_KIND_LOG, 0 },
+                { "ERROR:django.request:Internal Server Error: /boom/", SERVER_LOG_ERROR,
+                  SERVER_LOG_KIND_LOG, 0 },
+                { "Internal Server Error: /boom/", SERVER_LOG_ERROR, SERVER_LOG_KIND_LOG, 0 },
+                { "ERRORS:", SERVER_LOG_ERROR, SERVER_LOG_KIND_LOG, 0 },
+                { "2026-11-24 12:00:00,123 CRITICAL app: disk full", SERVER_LOG_ERROR, SERVER_LOG_KIND_LOG,
+                  0 },
+                { "WARNING:root:careful", SERVER_LOG_WARNING, SERVER_LOG_KIND_LOG, 0 },
+                { "2026-11-24 12:00:00,123 WARNING django.request: slow", SERVER_LOG_WARNING,
+                  SERVER_LOG_KIND_LOG, 0 },
+                { "warning: lower case", SERVER_LOG_WARNING, SERVER_LOG_KIND_LOG, 0 },
+                { "/p/catalog/views.py:3: RuntimeWarning: coroutine was never awaited", SERVER_LOG_WARNING,
+                  SERVER_LOG_KIND_LOG, 0 },
+                { "DeprecationWarning: old", SERVER_LOG_WARNING, SERVER_LOG_KIND_LOG, 0 },
+                { "Not Found: /nope/", SERVER_LOG_WARNING, SERVER_LOG_KIND_LOG, 0 },
+                { "Forbidden (CSRF token missing.): /form/", SERVER_LOG_WARNING, SERVER_LOG_KIND_LOG, 0 },
+                { "djdesk-serve: warning: 1 request(s) still running after 1.5s, exiting anyway",
+                  SERVER_LOG_WARNING, SERVER_LOG_KIND_LOG, 0 },
         };
         bool tb = false;
 
@@ -84,10 +131,23 @@ static void test_classify(void **state) {
         }
 }
 
+/* djdesk-serve gives up on requests in flight before the daemon's SIGKILL. */
+static void test_serve_grace(void **state) {
+        static const struct {
+                uint64_t stop_timeout_sec, grace_msec;
+        } cases[] = {
+                { 0, 500 }, { 1, 500 }, { 2, 1500 }, { 5, 4500 }, { 600, 599500 },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+                assert_int_equal(server_serve_grace_msec(cases[i].stop_timeout_sec), cases[i].grace_msec);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_state_names),
                 cmocka_unit_test(test_classify),
+                cmocka_unit_test(test_serve_grace),
         };
 
         return cmocka_run_group_tests_name("server", tests, NULL, NULL);

@@ -240,6 +240,153 @@ static void test_watch(void **state) {
         assert_int_equal(watch_n_dirs(w), 5);
 }
 
+/* A fresh project of its own under the test directory: "<tmpdir>/<name>" with manage.py and app/views.py. */
+static char *fresh_root(const char *name) {
+        char *root = path_join(tmpdir, name);
+        _cleanup_free_ char *app = NULL;
+
+        assert_non_null(root);
+        assert_int_equal(mkdir(root, 0755), 0);
+        app = path_join(root, "app");
+        assert_non_null(app);
+        assert_int_equal(mkdir(app, 0755), 0);
+        return root;
+}
+
+static void put_in(const char *root, const char *rel, const char *content) {
+        _cleanup_free_ char *p = path_join(root, rel);
+        int fd;
+
+        assert_non_null(p);
+        fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, content, strlen(content)), (ssize_t) strlen(content));
+        assert_int_equal(close(fd), 0);
+}
+
+/* Events that change no file do not fire: the watch compares with what it saw. */
+static void test_events_without_a_change(void **state) {
+        _cleanup_free_ char *root = fresh_root("quiet"), *views = NULL, *tmp = NULL, *made = NULL,
+                            *made_py = NULL;
+        _cleanup_(watch_freep) Watch *w = NULL;
+        Fired f = {};
+        int fd;
+
+        put_in(root, "manage.py", "import os\n");
+        put_in(root, "app/views.py", "x = 1\n");
+        put_in(root, "app/notes.md", "not code\n");
+        assert_int_equal(watch_new(loop, root, DEBOUNCE, fired_cb, &f, &w), 0);
+        assert_int_equal(watch_n_files(w), 2);
+
+        /* Opened for writing, closed untouched (IN_CLOSE_WRITE, same file). */
+        views = path_join(root, "app/views.py");
+        fd = open(views, O_WRONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(close(fd), 0);
+        /* A file that counts, created and removed within the burst. */
+        tmp = path_join(root, "app/tmp_x.py");
+        put_in(root, "app/tmp_x.py", "y = 2\n");
+        assert_int_equal(unlink(tmp), 0);
+        /* A directory with code in it, made and removed again. */
+        made = path_join(root, "app/made");
+        made_py = path_join(root, "app/made/m.py");
+        assert_int_equal(mkdir(made, 0755), 0);
+        put_in(root, "app/made/m.py", "");
+        run_for(DEBOUNCE / 5); /* let the watch see the directory and its file */
+        assert_int_equal(unlink(made_py), 0);
+        assert_int_equal(rmdir(made), 0);
+        run_for(4 * DEBOUNCE);
+        assert_int_equal(f.n, 0);
+
+        /* Then a real change among the same kind of events: it fires, with that path. */
+        fd = open(views, O_WRONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(close(fd), 0);
+        put_in(root, "app/views.py", "x = 2\n");
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "app/views.py");
+        fired_done(&f);
+        /* What it saw follows the change: the same event again is no change. */
+        fd = open(views, O_WRONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(close(fd), 0);
+        run_for(4 * DEBOUNCE);
+        assert_int_equal(f.n, 0);
+        assert_int_equal(watch_n_files(w), 2);
+        test_rm_rf(root);
+}
+
+/* Puts n events in the inotify queue of a watch of root, on files that hold no code: writes to two files in
+ * turn (the kernel merges an event only with an identical one right before it). */
+static void flood(const char *root, unsigned n) {
+        _cleanup_free_ char *a = path_join(root, "app/a.log"), *b = path_join(root, "app/b.log");
+        int fa, fb;
+
+        assert_non_null(a);
+        assert_non_null(b);
+        fa = open(a, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        fb = open(b, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        assert_true(fa >= 0 && fb >= 0);
+        for (unsigned i = 0; i < n; i += 2) {
+                assert_int_equal(pwrite(fa, "x", 1, 0), 1);
+                assert_int_equal(pwrite(fb, "x", 1, 0), 1);
+        }
+        assert_int_equal(close(fa), 0);
+        assert_int_equal(close(fb), 0);
+}
+
+static void test_queue_overflow(void **state) {
+        _cleanup_free_ char *root = fresh_root("overflow"), *gone = NULL;
+        _cleanup_(watch_freep) Watch *w = NULL;
+        unsigned long max = 0;
+        Fired f = {};
+        FILE *p;
+
+        p = fopen("/proc/sys/fs/inotify/max_queued_events", "re");
+        if (p) {
+                if (fscanf(p, "%lu", &max) != 1)
+                        max = 0;
+                fclose(p);
+        }
+        if (max == 0 || max > 1000000) {
+                test_rm_rf(root);
+                skip();
+        }
+
+        put_in(root, "manage.py", "import os\n");
+        put_in(root, "app/views.py", "x = 1\n");
+        put_in(root, "app/gone.py", "z = 3\n");
+        assert_int_equal(watch_new(loop, root, DEBOUNCE, fired_cb, &f, &w), 0);
+
+        /* Events lost, nothing changed: nothing fires. */
+        flood(root, (unsigned) max + 100);
+        run_for(4 * DEBOUNCE);
+        assert_int_equal(f.n, 0);
+
+        /* Events lost, and among them changes: found by looking at every file. */
+        flood(root, (unsigned) max / 2);
+        put_in(root, "app/views.py", "x = 22\n");
+        flood(root, (unsigned) max / 2 + 100);
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "app/views.py");
+        fired_done(&f);
+
+        gone = path_join(root, "app/gone.py");
+        flood(root, (unsigned) max + 100);
+        assert_int_equal(unlink(gone), 0);
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "app/gone.py");
+        fired_done(&f);
+
+        flood(root, (unsigned) max + 100);
+        put_in(root, "app/new.py", "");
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "app/new.py");
+        fired_done(&f);
+        assert_int_equal(watch_n_files(w), 3);
+        test_rm_rf(root);
+}
+
 static void free_cb(Watch *w, const char *path, void *userdata) {
         Watch **self = userdata;
 
@@ -264,9 +411,9 @@ static void test_missing_root(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_watch),
-                cmocka_unit_test(test_free_from_callback),
-                cmocka_unit_test(test_missing_root),
+                cmocka_unit_test(test_watch),          cmocka_unit_test(test_free_from_callback),
+                cmocka_unit_test(test_missing_root),   cmocka_unit_test(test_events_without_a_change),
+                cmocka_unit_test(test_queue_overflow),
         };
 
         return cmocka_run_group_tests_name("watch", tests, setup, teardown);
