@@ -459,7 +459,7 @@ static int opendir_at(int dfd, const char *name, int flags, DIR **ret) {
 /* Removes parent_fd/name and everything below it, never following a symbolic link. */
 static int rm_rf_at(int parent_fd, const char *name) {
         struct stat st;
-        DIR *dir;
+        DIR *dir = NULL;
         struct dirent *de;
         int r;
 
@@ -731,7 +731,7 @@ static int copy_file_at(int sfd, int dfd, const char *name, mode_t mode) {
 /* Copies the tree below sfd into dfd: directories and regular files only (symbolic links are skipped),
  * without caches, databases or build files. */
 static int copy_tree(int sfd, int dfd) {
-        DIR *dir;
+        DIR *dir = NULL;
         struct dirent *de;
         int r;
 
