@@ -10,7 +10,7 @@ typedef struct Interp Interp;
 
 /* Finding the Python interpreter for a project: the first candidate that can import Django, in this order:
  * the workspace's own python setting, $DJDESK_PYTHON ([server] python), the project's .venv/bin/python and
- * venv/bin/python, a bundled interpreter under the data dir (<datadir>/djdesk/python/bin/python3),
+ * venv/bin/python, a bundled interpreter under the user data dir ($XDG_DATA_HOME/djdesk/python/bin/python3),
  * python3 and python on PATH. Each candidate is checked by running it (through child.c, never blocking the
  * loop) with `-c 'import django; print(django.get_version())'`; the verdict is cached per (path, mtime).
  *
