@@ -425,6 +425,14 @@ int op_workspace_update(OpCall *c, json_t *params) {
                 ws_op_free(op);
                 return 0;
         }
+        /* The interpreter checks run in the project directory: re-check it first, as for a server. */
+        r = workspace_verify(w, &err);
+        if (r < 0) {
+                (void) fail_err(c, &err);
+                ws_op_free(op);
+                return r;
+        }
+        (void) safe_close(r);
         r = interp_find(c->daemon, python, w->path, update_interp_cb, op, &interp);
         if (r < 0) {
                 (void) op_call_failf(c, DJ_E_INTERNAL, "cannot look for an interpreter: %s", strerror(-r));

@@ -398,6 +398,35 @@ def test_update(tree):
         assert w["python"] == DJANGO_PYTHON and w["interpreter"] == DJANGO_PYTHON
 
 
+def test_update_python_rechecks_path(tree, daemon):
+    # A new python is checked by running it in the project directory: the path is re-checked first, so a
+    # project swapped for a symbolic link (elsewhere) is refused before anything runs there.
+    polls = tree.copy_sample("polls")
+    marker = os.path.join(tree.home, "ran-in")
+    wrapper = os.path.join(tree.home, "wrapped-python")
+    with open(wrapper, "w") as f:
+        f.write(f"#!/bin/sh\npwd -P > {marker}\nexec {DJANGO_PYTHON} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    with connect(tree.socket_path) as rpc:
+        add(rpc, polls)
+        elsewhere = os.path.join(tree.home, "elsewhere")
+        os.rename(polls, elsewhere)
+        os.symlink(elsewhere, polls)
+        err = refused(rpc, "workspace.update", {"workspace": "polls", "python": wrapper})
+        assert err["code"] == -32004, err
+        assert "symbolic link" in err["message"], err
+        assert not os.path.exists(marker)
+        assert rpc.call("workspace.get", {"workspace": "polls"})["python"] == DJANGO_PYTHON
+
+        # back in place, the same update runs the check (in the project) and is taken
+        os.unlink(polls)
+        os.rename(elsewhere, polls)
+        w = rpc.call("workspace.update", {"workspace": "polls", "python": wrapper})
+        assert w["python"] == wrapper and w["interpreter"] == wrapper
+        with open(marker) as f:
+            assert f.read().strip() == os.path.realpath(polls)
+
+
 def test_remove_and_purge(tree, daemon):
     polls = tree.copy_sample("polls")
     lab = os.path.join(tree.data, "djdesk", "data_lab", "polls")
