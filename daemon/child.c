@@ -430,6 +430,7 @@ typedef struct ChildExec {
         char **envp;
         char *listen_pid; /* inside envp: "LISTEN_PID=" and room for the digits */
         const char *cwd;
+        int cwd_fd;
         int null_fd, out_fd, err_fd, listen_fd, error_fd;
         int pdeath_signal;
         pid_t parent;
@@ -450,6 +451,10 @@ _noreturn_ static void child_exec(const ChildExec *x) {
                 goto fail;
         if (getppid() != x->parent)
                 _exit(EXIT_FAILURE); /* the daemon is already gone */
+
+        /* First, before any dup2() can land on it. */
+        if (x->cwd_fd > 0 && fchdir(x->cwd_fd) < 0)
+                goto fail;
 
         if (dup2(x->null_fd, STDIN_FILENO) < 0 || dup2(x->out_fd, STDOUT_FILENO) < 0 ||
             dup2(x->err_fd, STDERR_FILENO) < 0)
@@ -473,7 +478,7 @@ _noreturn_ static void child_exec(const ChildExec *x) {
                                 (void) close(fd);
         }
 
-        if (x->cwd && chdir(x->cwd) < 0)
+        if (x->cwd_fd <= 0 && x->cwd && chdir(x->cwd) < 0)
                 goto fail;
 
         if (x->listen_pid) {
@@ -592,6 +597,7 @@ int child_spawn(Loop *l, const ChildSpec *spec, const ChildOps *ops, void *userd
                 .envp = envp,
                 .listen_pid = listen_pid,
                 .cwd = spec->cwd,
+                .cwd_fd = spec->cwd_fd,
                 .null_fd = null_fd,
                 .out_fd = out[1],
                 .err_fd = err[1],

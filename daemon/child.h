@@ -42,6 +42,8 @@ typedef struct ChildSpec {
         char *const *argv; /* argv[0] is run as given when it contains '/', else searched in envp's PATH */
         char *const *envp; /* the complete environment: nothing of the daemon's own is inherited */
         const char *cwd;   /* NULL: the daemon's */
+        int cwd_fd;        /* > 0: the working directory as an open (O_PATH) fd, wins over cwd: the
+                            * directory checked is the one entered, whatever happens to its path */
         int listen_fd;     /* >= 0: becomes the child's fd 3, with LISTEN_FDS=1 and LISTEN_PID=<its pid> */
         bool notify;       /* give the child its own NOTIFY_SOCKET and report what it sends there */
         int pdeath_signal; /* 0: SIGTERM */

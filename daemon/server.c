@@ -770,6 +770,7 @@ static int proc_spawn(Server *s, ProcRole role, char **argv, bool with_socket, b
                 .argv = argv,
                 .envp = env,
                 .cwd = s->w->path,
+                .cwd_fd = dirfd,
                 .listen_fd = with_socket ? s->listen_fd : -1,
                 .notify = notify,
                 .owner = owner,

@@ -235,6 +235,26 @@ static void test_env_and_group(void **state) {
                 assert_string_equal(r.out[3], "/tmp");
                 run_done(&r);
         }
+
+        /* cwd_fd wins over cwd: the child enters the directory that was opened (and checked), even when
+         * the path now names another one. */
+        r = (Run){};
+        {
+                char *argv[] = { (char *) "/bin/pwd", NULL };
+                int dfd = open("/usr", O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+                assert_true(dfd > 0);
+                assert_int_equal(
+                        spawn(&r,
+                              &(ChildSpec){ .argv = argv, .listen_fd = -1, .cwd = "/tmp", .cwd_fd = dfd }),
+                        0);
+                run_until(&r.exited);
+                assert_true(child_exit_success(&r.e));
+                assert_int_equal(r.n_out, 1);
+                assert_string_equal(r.out[0], "/usr");
+                run_done(&r);
+                (void) close(dfd);
+        }
 }
 
 static void test_group_killed(void **state) {
