@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ struct Interp {
         Candidate *candidates;
         size_t n_candidates, current;
         char *project;
+        int project_fd; /* opened once, right after the caller checked the path: every check runs there */
         char **envp;
 
         Child *child;
@@ -249,6 +251,7 @@ static void interp_free(Interp *i) {
         }
         free(i->candidates);
         free(i->project);
+        safe_close(i->project_fd);
         strv_free(i->envp);
         free(i->real);
         free(i->version);
@@ -436,6 +439,7 @@ static int interp_check(Interp *i) {
                                                          (char *) INTERP_CHECK_SCRIPT, NULL },
                                 .envp = i->envp,
                                 .cwd = i->project,
+                                .cwd_fd = i->project_fd,
                                 .listen_fd = -1,
                         },
                         &ops, i, &i->child);
@@ -503,10 +507,19 @@ int interp_find(Daemon *d, const char *configured, const char *project, InterpFi
         i->daemon = d;
         i->cb = cb;
         i->userdata = userdata;
+        i->project_fd = -1;
         i->project = strdup(project);
         if (!i->project) {
                 interp_free(i);
                 return -ENOMEM;
+        }
+        /* The caller has just checked the path; from now on the checks run in the directory it checked,
+         * whatever happens to the path while one candidate after another is tried. */
+        i->project_fd = open(project, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (i->project_fd < 0) {
+                r = -errno;
+                interp_free(i);
+                return r;
         }
         r = candidates_build(i, configured);
         if (r < 0) {
