@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,4 +267,21 @@ pid_t getpid_cached(void) {
         if (cached == 0)
                 cached = getpid();
         return cached;
+}
+
+int opendir_at(int dfd, const char *name, int flags, DIR **ret) {
+        DIR *dir;
+        int fd, r;
+
+        fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags);
+        if (fd < 0)
+                return -errno;
+        dir = fdopendir(fd);
+        if (!dir) {
+                r = -errno;
+                (void) close(fd);
+                return r;
+        }
+        *ret = dir;
+        return 0;
 }

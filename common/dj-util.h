@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
+
+#include "dj-macro.h"
 
 /* Microseconds on the given clock (CLOCK_REALTIME, CLOCK_MONOTONIC). */
 uint64_t now_usec(clockid_t clock);
@@ -42,3 +45,7 @@ pid_t getpid_cached(void);
  * truncated sequence, an overlong form, a surrogate, a code point past U+10FFFF) and each NUL byte become
  * U+FFFD. NUL-terminated; NULL on OOM. */
 char *utf8_sanitize(const char *s, size_t len);
+
+/* Opens dfd/name as a directory stream; flags are added to O_RDONLY|O_DIRECTORY|O_CLOEXEC. */
+int opendir_at(int dfd, const char *name, int flags, DIR **ret);
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);

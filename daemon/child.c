@@ -31,8 +31,6 @@
 #define CHILD_PID_DIGITS   20
 #define CHILD_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
-
 struct Child {
         Loop *loop;
         pid_t pid;

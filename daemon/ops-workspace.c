@@ -446,24 +446,6 @@ int op_workspace_update(OpCall *c, json_t *params) {
 
 /* ---- workspace.remove ---- */
 
-/* Opens dfd/name as a directory stream; flags are added to O_RDONLY|O_DIRECTORY|O_CLOEXEC. */
-static int opendir_at(int dfd, const char *name, int flags, DIR **ret) {
-        DIR *dir;
-        int fd, r;
-
-        fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags);
-        if (fd < 0)
-                return -errno;
-        dir = fdopendir(fd);
-        if (!dir) {
-                r = -errno;
-                (void) close(fd);
-                return r;
-        }
-        *ret = dir;
-        return 0;
-}
-
 /* Removes parent_fd/name and everything below it, never following a symbolic link. */
 static int rm_rf_at(int parent_fd, const char *name) {
         struct stat st;

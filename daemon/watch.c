@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "dj-log.h"
+#include "dj-util.h"
 #include "loop.h"
 #include "watch.h"
 
@@ -56,8 +57,6 @@ struct Watch {
         size_t n_changed, n_changed_alloc;
         bool check_all; /* events were lost (or too many): check every file */
 };
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
 static const char *const watch_skip_dirs[] = {
         "__pycache__", "node_modules", "media", "staticfiles", "static_root", "collected_static",
@@ -416,15 +415,10 @@ static int watch_add_tree(Watch *w, const char *rel, WatchScan scan) {
         if (!abs)
                 return -ENOMEM;
 
-        fd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return -errno;
-        d = fdopendir(fd);
-        if (!d) {
-                r = -errno;
-                (void) close(fd);
+        r = opendir_at(AT_FDCWD, abs, O_NOFOLLOW, &d);
+        if (r < 0)
                 return r;
-        }
+        fd = dirfd(d);
         /* A virtualenv holds no code of the project. */
         if (!isempty(rel) && faccessat(fd, "pyvenv.cfg", F_OK, AT_SYMLINK_NOFOLLOW) >= 0)
                 return 0;
