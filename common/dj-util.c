@@ -285,3 +285,32 @@ int opendir_at(int dfd, const char *name, int flags, DIR **ret) {
         *ret = dir;
         return 0;
 }
+
+int path_find_executable(const char *name, const char *search_path, char **ret) {
+        int r = -ENOENT;
+
+        if (!name || !*name || strchr(name, '/'))
+                return -ENOENT;
+        for (const char *p = search_path ?: ""; *p;) {
+                size_t n = strcspn(p, ":");
+
+                if (n > 0 && p[0] == '/') {
+                        _cleanup_free_ char *f = NULL;
+                        struct stat st;
+
+                        if (asprintf(&f, "%.*s/%s", (int) n, p, name) < 0)
+                                return -ENOMEM;
+                        if (stat(f, &st) >= 0 && S_ISREG(st.st_mode)) {
+                                if (access(f, X_OK) >= 0) {
+                                        *ret = TAKE_PTR(f);
+                                        return 0;
+                                }
+                                r = -EACCES;
+                        }
+                }
+                p += n;
+                if (*p == ':')
+                        p++;
+        }
+        return r;
+}

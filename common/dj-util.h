@@ -49,3 +49,8 @@ char *utf8_sanitize(const char *s, size_t len);
 /* Opens dfd/name as a directory stream; flags are added to O_RDONLY|O_DIRECTORY|O_CLOEXEC. */
 int opendir_at(int dfd, const char *name, int flags, DIR **ret);
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+/* Finds an executable regular file called name in search_path (':'-separated; entries that are not
+ * absolute are skipped: a daemon never runs programs from its working directory). -ENOENT when there is
+ * none, -EACCES when one exists but is not executable. */
+int path_find_executable(const char *name, const char *search_path, char **ret);

@@ -346,36 +346,11 @@ static void child_exit_cb(LoopSource *s, int fd, unsigned revents, void *userdat
 
 /* Searches PATH (from the child's environment) for name, like execvpe() but before forking. */
 static int child_find_program(const char *name, char *const *envp, char **ret) {
-        const char *path = strv_env_get(envp, "PATH"), *p;
-        int r = -ENOENT;
-
         if (strchr(name, '/')) {
                 *ret = strdup(name);
                 return *ret ? 0 : -ENOMEM;
         }
-        if (isempty(name))
-                return -ENOENT;
-        if (!path)
-                path = CHILD_DEFAULT_PATH;
-        for (p = path;;) {
-                size_t n = strcspn(p, ":");
-                _cleanup_free_ char *f = NULL;
-                struct stat st;
-
-                if (asprintf(&f, "%.*s%s%s", (int) n, n > 0 ? p : ".", "/", name) < 0)
-                        return -ENOMEM;
-                if (stat(f, &st) >= 0 && S_ISREG(st.st_mode)) {
-                        if (access(f, X_OK) >= 0) {
-                                *ret = TAKE_PTR(f);
-                                return 0;
-                        }
-                        r = -EACCES;
-                }
-                if (!p[n])
-                        break;
-                p += n + 1;
-        }
-        return r;
+        return path_find_executable(name, strv_env_get(envp, "PATH") ?: CHILD_DEFAULT_PATH, ret);
 }
 
 /* Moves fd at or above min (keeping O_CLOEXEC), so the dup2() dance in the child never collides. */

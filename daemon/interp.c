@@ -157,9 +157,7 @@ static bool is_executable_file(const char *p) {
 
 /* Resolves c->python to an absolute path to run, or sets the reason. */
 static int candidate_resolve(Candidate *c) {
-        const char *path = getenv("PATH");
-        _cleanup_free_ char *copy = NULL;
-        char *dir, *save = NULL;
+        int r;
 
         if (c->python[0] == '/') {
                 if (access(c->python, F_OK) < 0)
@@ -174,24 +172,14 @@ static int candidate_resolve(Candidate *c) {
                 c->reason = strdup("a relative path: give an absolute path or a command name");
                 return c->reason ? 0 : -ENOMEM;
         }
-        copy = strdup(path ?: "");
-        if (!copy)
-                return -ENOMEM;
-        for (dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-                _cleanup_free_ char *p = NULL;
-
-                if (dir[0] != '/') /* "" and relative PATH entries mean the daemon's cwd: never */
-                        continue;
-                p = path_join(dir, c->python);
-                if (!p)
-                        return -ENOMEM;
-                if (is_executable_file(p)) {
-                        c->path = TAKE_PTR(p);
-                        return 0;
-                }
+        r = path_find_executable(c->python, getenv("PATH"), &c->path);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                c->reason = strdup("not found in PATH");
+                return c->reason ? 0 : -ENOMEM;
         }
-        c->reason = strdup("not found in PATH");
-        return c->reason ? 0 : -ENOMEM;
+        return 0;
 }
 
 static int candidates_build(Interp *i, const char *configured) {

@@ -182,6 +182,24 @@ static void test_utf8_sanitize(void **state) {
         }
 }
 
+static void test_path_find_executable(void **state) {
+        char *p = NULL;
+
+        /* Found in the first absolute entry that has it; relative and empty entries are never searched. */
+        assert_int_equal(path_find_executable("sh", "relative:::/nonexistent:/bin:/usr/bin", &p), 0);
+        assert_string_equal(p, "/bin/sh");
+        free(p);
+        p = NULL;
+        assert_int_equal(path_find_executable("sh", ".:bin:", &p), -ENOENT);
+        assert_int_equal(path_find_executable("sh", NULL, &p), -ENOENT);
+        assert_int_equal(path_find_executable("no-such-program-djdesk", "/bin:/usr/bin", &p), -ENOENT);
+        /* A regular file that is not executable. */
+        assert_int_equal(path_find_executable("passwd", "/etc", &p), -EACCES);
+        /* Names with a slash are not looked up. */
+        assert_int_equal(path_find_executable("bin/sh", "/", &p), -ENOENT);
+        assert_null(p);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_size),
@@ -191,6 +209,7 @@ int main(void) {
                 cmocka_unit_test(test_xdg),
                 cmocka_unit_test(test_utf8_sanitize),
                 cmocka_unit_test(test_read_write_full),
+                cmocka_unit_test(test_path_find_executable),
         };
 
         return cmocka_run_group_tests_name("util", tests, NULL, NULL);
