@@ -17,6 +17,7 @@ typedef enum ConfigType {
         CONFIG_TYPE_UINT,
         CONFIG_TYPE_SIZE,
         CONFIG_TYPE_DBUS,
+        CONFIG_TYPE_NOTIFY,
         CONFIG_TYPE_PATH,   /* absolute path, empty = unset */
         CONFIG_TYPE_STRING, /* any string, empty = unset */
 } ConfigType;
@@ -116,6 +117,16 @@ static const ConfigItem config_items[_CONFIG_ITEM_MAX] = {
                               { NULL },
                               false,
                               "SQLite store" },
+        [CONFIG_NOTIFICATIONS] = { "daemon",
+                                   "notifications",
+                                   CONFIG_TYPE_NOTIFY,
+                                   OFF(notifications),
+                                   0,
+                                   0,
+                                   "all",
+                                   { "DJDESK_NOTIFICATIONS" },
+                                   true,
+                                   "all|failures|off: desktop notifications of finished runs" },
         [CONFIG_PYTHON] = { "server",
                             "python",
                             CONFIG_TYPE_STRING,
@@ -236,6 +247,56 @@ static const ConfigItem config_items[_CONFIG_ITEM_MAX] = {
                                      {},
                                      true,
                                      "log lines kept in the store per workspace" },
+        [CONFIG_PRESETS_DIR] = { "paths",
+                                 "presets_dir",
+                                 CONFIG_TYPE_PATH,
+                                 OFF(presets_dir),
+                                 0,
+                                 0,
+                                 NULL,
+                                 { "DJDESK_PRESETS_DIR" },
+                                 true,
+                                 "the built-in presets.d" },
+        [CONFIG_TASK_TIMEOUT] = { "tasks",
+                                  "timeout_sec",
+                                  CONFIG_TYPE_UINT,
+                                  OFF(task_timeout_sec),
+                                  1,
+                                  86400,
+                                  "60",
+                                  { "DJDESK_INSPECTOR_TASK_TIMEOUT" },
+                                  true,
+                                  "a preset's timeout when it sets none" },
+        [CONFIG_MAX_PARALLEL] = { "tasks",
+                                  "max_parallel",
+                                  CONFIG_TYPE_UINT,
+                                  OFF(max_parallel),
+                                  1,
+                                  64,
+                                  "2",
+                                  { "DJDESK_MAX_PARALLEL" },
+                                  true,
+                                  "runs at once, in all workspaces (one per workspace)" },
+        [CONFIG_RUN_RETENTION] = { "tasks",
+                                   "retention",
+                                   CONFIG_TYPE_UINT,
+                                   OFF(run_retention),
+                                   1,
+                                   1000000,
+                                   "500",
+                                   {},
+                                   true,
+                                   "finished runs kept per workspace" },
+        [CONFIG_CANCEL_GRACE] = { "tasks",
+                                  "cancel_grace_sec",
+                                  CONFIG_TYPE_UINT,
+                                  OFF(cancel_grace_sec),
+                                  1,
+                                  300,
+                                  "5",
+                                  {},
+                                  true,
+                                  "SIGKILL this long after SIGTERM (cancel, timeout)" },
 };
 
 static const char *const dbus_mode_table[_DBUS_MODE_MAX] = {
@@ -246,6 +307,23 @@ static const char *const dbus_mode_table[_DBUS_MODE_MAX] = {
 
 const char *dbus_mode_to_string(DbusMode m) {
         return m >= 0 && m < _DBUS_MODE_MAX ? dbus_mode_table[m] : NULL;
+}
+
+static const char *const notify_mode_table[_NOTIFY_MODE_MAX] = {
+        [NOTIFY_MODE_ALL] = "all",
+        [NOTIFY_MODE_FAILURES] = "failures",
+        [NOTIFY_MODE_OFF] = "off",
+};
+
+const char *notify_mode_to_string(NotifyMode m) {
+        return m >= 0 && m < _NOTIFY_MODE_MAX ? notify_mode_table[m] : NULL;
+}
+
+NotifyMode notify_mode_from_string(const char *s) {
+        for (int i = 0; i < _NOTIFY_MODE_MAX; i++)
+                if (streq(s, notify_mode_table[i]))
+                        return i;
+        return _NOTIFY_MODE_INVALID;
 }
 
 static DbusMode dbus_mode_from_string(const char *s) {
@@ -327,6 +405,16 @@ static int config_item_set(Config *c, ConfigItemId id, const char *value, const 
                         return -EINVAL;
                 }
                 *(DbusMode *) field = m;
+                return 0;
+        }
+        case CONFIG_TYPE_NOTIFY: {
+                NotifyMode m = notify_mode_from_string(value);
+
+                if (m < 0) {
+                        *reason = "expected all, failures or off";
+                        return -EINVAL;
+                }
+                *(NotifyMode *) field = m;
                 return 0;
         }
         case CONFIG_TYPE_PATH:
@@ -496,6 +584,8 @@ static int config_fill_computed(Config *c) {
         }
         if (!c->samples_dir && !(c->samples_dir = strdup(DJDESK_DATADIR "/samples")))
                 return -ENOMEM;
+        if (!c->presets_dir && !(c->presets_dir = strdup(DJDESK_DATADIR "/presets.d")))
+                return -ENOMEM;
         if (!c->serve_helper && !(c->serve_helper = strdup(DJDESK_LIBEXECDIR "/djdesk-serve")))
                 return -ENOMEM;
         return 0;
@@ -586,6 +676,9 @@ static void config_format_value(const Config *c, ConfigItemId id, char *buf, siz
         }
         case CONFIG_TYPE_DBUS:
                 (void) snprintf(buf, n, "%s", dbus_mode_to_string(*(const DbusMode *) field));
+                break;
+        case CONFIG_TYPE_NOTIFY:
+                (void) snprintf(buf, n, "%s", notify_mode_to_string(*(const NotifyMode *) field));
                 break;
         case CONFIG_TYPE_PATH:
         case CONFIG_TYPE_STRING:

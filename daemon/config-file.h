@@ -16,6 +16,7 @@ typedef enum ConfigItemId {
         CONFIG_DBUS,
         CONFIG_SOCKET,
         CONFIG_DATABASE,
+        CONFIG_NOTIFICATIONS,
         CONFIG_PYTHON,
         CONFIG_FORCE_PORT,
         CONFIG_SETTINGS_MODULE,
@@ -28,6 +29,11 @@ typedef enum ConfigItemId {
         CONFIG_RELOAD_DEBOUNCE,
         CONFIG_LOG_LINES,
         CONFIG_LOG_STORE_LINES,
+        CONFIG_PRESETS_DIR,
+        CONFIG_TASK_TIMEOUT,
+        CONFIG_MAX_PARALLEL,
+        CONFIG_RUN_RETENTION,
+        CONFIG_CANCEL_GRACE,
         _CONFIG_ITEM_MAX,
         _CONFIG_ITEM_INVALID = -EINVAL,
 } ConfigItemId;
@@ -48,6 +54,15 @@ typedef enum DbusMode {
         _DBUS_MODE_INVALID = -EINVAL,
 } DbusMode;
 
+/* Which finished runs become desktop notifications (server failures are always shown unless off). */
+typedef enum NotifyMode {
+        NOTIFY_MODE_ALL,
+        NOTIFY_MODE_FAILURES,
+        NOTIFY_MODE_OFF,
+        _NOTIFY_MODE_MAX,
+        _NOTIFY_MODE_INVALID = -EINVAL,
+} NotifyMode;
+
 typedef struct ConfigOrigin {
         ConfigSource source;
         unsigned line;   /* CONFIG_SOURCE_FILE */
@@ -66,6 +81,7 @@ typedef struct Config {
         DbusMode dbus;
         char *socket;
         char *database;
+        NotifyMode notifications;
         char *python;
         uint64_t force_port; /* 0: none */
         char *settings_module;
@@ -78,6 +94,11 @@ typedef struct Config {
         uint64_t reload_debounce_ms;
         uint64_t log_lines;       /* per-workspace ring of server log lines */
         uint64_t log_store_lines; /* per-workspace server log lines kept in the store */
+        char *presets_dir;        /* the built-in presets.d (the user's is $XDG_CONFIG_HOME/djdesk/presets.d) */
+        uint64_t task_timeout_sec; /* a preset's timeout_s when it sets none */
+        uint64_t max_parallel;     /* runs running at once, in all workspaces */
+        uint64_t run_retention;    /* finished runs kept per workspace */
+        uint64_t cancel_grace_sec; /* SIGTERM, then SIGKILL after this long (cancel, timeout) */
 
         ConfigOrigin origin[_CONFIG_ITEM_MAX];
 } Config;
@@ -111,6 +132,8 @@ void config_print(const Config *c, FILE *f);
 int config_default_path(char **ret);
 
 const char *dbus_mode_to_string(DbusMode m);
+const char *notify_mode_to_string(NotifyMode m); /* "all", "failures", "off" */
+NotifyMode notify_mode_from_string(const char *s);
 
 bool config_item_reloadable(ConfigItemId id);
 /* Whether a and b hold the same value for id. */

@@ -12,7 +12,24 @@
 #include "events.h"
 #include "loop.h"
 #include "rpc-server.h"
+#include "run.h"
 #include "server.h"
+#include "strv.h"
+
+/* The presets are reloaded with the configuration; a failure keeps the current set. */
+static void runs_reload_presets_logged(Daemon *d) {
+        _cleanup_strv_free_ char **warnings = NULL;
+        DjError err = DJ_ERROR_INIT;
+
+        if (runs_reload_presets(d, &warnings, &err) < 0) {
+                log_warning("Cannot reload the presets, keeping the current ones: %s",
+                            err.message ?: "error");
+                dj_error_done(&err);
+                return;
+        }
+        for (char **w = warnings; w && *w; w++)
+                log_warning("Preset %s, skipping it.", *w);
+}
 
 int daemon_reload(Daemon *d, DjError *reterr) {
         _cleanup_(config_freep) Config *c = NULL;
@@ -47,6 +64,7 @@ int daemon_reload(Daemon *d, DjError *reterr) {
         (void) events_publish(d->events, "daemon.reloaded",
                               json_pack("{s:b, s:s}", "ok", 1, "config_path", d->config->path));
         daemon_update_status(d);
+        runs_reload_presets_logged(d);
         return 0;
 }
 
@@ -57,13 +75,20 @@ static void shutdown_drained_cb(void *userdata) {
         loop_exit(d->loop);
 }
 
-static void shutdown_servers_stopped_cb(void *userdata) {
+static void shutdown_runs_stopped_cb(void *userdata) {
         Daemon *d = userdata;
 
         if (d->rpc)
                 rpc_server_drain(d->rpc, shutdown_drained_cb, d);
         else
                 shutdown_drained_cb(d);
+}
+
+static void shutdown_servers_stopped_cb(void *userdata) {
+        Daemon *d = userdata;
+
+        /* The runs got SIGTERM with the servers; they are SIGKILLed after cancel_grace_sec at most. */
+        runs_wait_stopped(d, shutdown_runs_stopped_cb, d);
 }
 
 void daemon_shutdown(Daemon *d, const char *reason) {
@@ -75,6 +100,8 @@ void daemon_shutdown(Daemon *d, const char *reason) {
         log_info("%s: shutting down.", reason);
         (void) sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
         (void) events_publish(d->events, "daemon.shutdown", json_pack("{s:s}", "reason", reason));
+        /* Running runs get SIGTERM (recorded interrupted when they exit); nothing more is dispatched. */
+        runs_shutdown(d);
         /* Servers first (bounded by stop_timeout_sec + 1 s): clients still see their last events. */
         servers_stop_all(d, shutdown_servers_stopped_cb, d);
 }

@@ -13,6 +13,8 @@ typedef struct RpcServer RpcServer;
 typedef struct Bus Bus;
 typedef struct InterpCache InterpCache;
 typedef struct Notifier Notifier;
+typedef struct PresetSet PresetSet;
+typedef struct RunQueue RunQueue;
 typedef struct Workspace Workspace;
 
 /* Everything the daemon owns, in one place (systemd's Manager, in spirit). Domain modules see this struct
@@ -32,6 +34,8 @@ typedef struct Daemon {
 
         Workspace *workspaces;     /* the registry (workspace.c), in creation order */
         InterpCache *interp_cache; /* interp.c's verdicts per (interpreter, mtime) */
+        PresetSet *presets;        /* the allowlist (preset.c), swapped whole on reload */
+        RunQueue *runs;            /* the task queue (run.c) */
 
         uint64_t started_at;   /* µs, CLOCK_REALTIME */
         char *started_at_iso;  /* the same, formatted once for daemon.info */

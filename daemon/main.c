@@ -23,6 +23,7 @@
 #include "ops-domain.h"
 #include "notify.h"
 #include "rpc-server.h"
+#include "run.h"
 #include "workspace.h"
 #include "server.h"
 
@@ -266,6 +267,7 @@ static void daemon_done(Daemon *d) {
                 log_warning_errno(errno, "Cannot remove '%s', ignoring: %m", d->socket_path);
         d->rpc = rpc_server_free(d->rpc);
         d->bus = bus_free(d->bus);
+        runs_free(d); /* kills what still runs: recorded as interrupted */
         workspaces_free(d);
         interp_cache_clear(d);
         d->notifier = notifier_free(d->notifier); /* sends what is queued, waits ~1 s at most */
@@ -341,6 +343,13 @@ static int run(Daemon *d) {
                 dj_error_done(&err);
                 return r;
         }
+        /* The presets, and the runs the previous daemon left: nothing starts before runs_start(). */
+        r = runs_init(d, &err);
+        if (r < 0) {
+                log_error("Cannot set up the task queue: %s", err.message ?: "error");
+                dj_error_done(&err);
+                return r;
+        }
         r = rpc_server_new(d, loop_base(d->loop), TAKE_FD(fd), &d->rpc);
         if (r < 0)
                 return log_error_errno(r, "Cannot serve the socket: %m");
@@ -354,6 +363,7 @@ static int run(Daemon *d) {
         (void) sd_notify(0, "READY=1");
         daemon_update_status(d);
         servers_autostart(d);
+        runs_start(d);
 
         r = loop_run(d->loop);
         if (r < 0)

@@ -25,3 +25,12 @@ int op_server_restart(OpCall *c, json_t *params);
 int op_server_start(OpCall *c, json_t *params);
 int op_server_status(OpCall *c, json_t *params);
 int op_server_stop(OpCall *c, json_t *params);
+
+/* presets and runs (ops-run.c) */
+int op_preset_list(OpCall *c, json_t *params);
+int op_preset_reload(OpCall *c, json_t *params);
+int op_run_cancel(OpCall *c, json_t *params);
+int op_run_get(OpCall *c, json_t *params);
+int op_run_list(OpCall *c, json_t *params);
+int op_run_logs(OpCall *c, json_t *params);
+int op_run_start(OpCall *c, json_t *params);

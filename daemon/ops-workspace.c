@@ -16,6 +16,7 @@
 #include "loop.h"
 #include "ops-domain.h"
 #include "ops.h"
+#include "run.h"
 #include "server.h"
 #include "workspace.h"
 
@@ -498,6 +499,8 @@ static void remove_finish_cb(LoopSource *s, void *userdata) {
                 ws_op_free(op);
                 return;
         }
+        /* Its queued and running runs are cancelled (run.finished each); the store drops its runs. */
+        runs_workspace_removed(d, w);
         r = workspace_unregister(w, &err);
         if (r < 0) {
                 w->removing = false;

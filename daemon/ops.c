@@ -15,6 +15,7 @@
 #include "ops-domain.h"
 #include "ops.h"
 #include "rpc-frame.h"
+#include "run.h"
 
 #define USER_EVENT_MAX_DATA ((size_t) 64 * 1024)
 
@@ -34,6 +35,7 @@ int op_call_new(Daemon *d, const OpDef *def, const char *requested_by, const OpS
                 return -ENOMEM;
         }
         c->n_ref = 1;
+        c->uid = geteuid();
         c->daemon = d;
         c->def = def;
         c->session = session;
@@ -115,7 +117,7 @@ json_t *ops_daemon_info(Daemon *d) {
 
         return json_pack(
                 "{s:s, s:i, s:s?, s:I, s:I, s:s, s:b, s:s, s:b, s:s, s:s, s:b, s:s, s:i, s:s,"
-                " s:{s:I, s:I, s:I}, s:I,"
+                " s:{s:I, s:I, s:I, s:I, s:I}, s:I,"
                 " s:{s:I, s:I, s:I, s:I, s:I}}",
                 "version", DJDESK_VERSION, "pid", (int) getpid_cached(), "started_at", d->started_at_iso,
                 "started_at_usec", (json_int_t) d->started_at, "uptime_usec",
@@ -126,7 +128,8 @@ json_t *ops_daemon_info(Daemon *d) {
                 log_level_to_string(log_get_max_level()), "schema_version",
                 (int) store_schema_version(d->store), "previous_shutdown", prev[d->previous_shutdown],
                 "counts", "clients", (json_int_t) d->n_clients, "subscribers", (json_int_t) d->n_subscribers,
-                "events_in_ring", (json_int_t) events_count(d->events), "seq",
+                "events_in_ring", (json_int_t) events_count(d->events), "runs_queued",
+                (json_int_t) runs_count_queued(d), "runs_running", (json_int_t) runs_count_running(d), "seq",
                 (json_int_t) events_last_seq(d->events), "limits", "max_clients",
                 (json_int_t) d->config->max_clients, "client_output_limit",
                 (json_int_t) d->config->client_output_limit, "event_ring",
@@ -295,6 +298,19 @@ static const OpDef op_table[] = {
         { "daemon.reload", op_daemon_reload, PARAMS(), OP_MUTATES },
         { "events.publish", op_events_publish,
           PARAMS({ "topic", OP_PARAM_STRING, true }, { "data", OP_PARAM_OBJECT }), OP_MUTATES },
+        { "preset.list", op_preset_list, PARAMS({ "workspace", OP_PARAM_STRING }), 0 },
+        { "preset.reload", op_preset_reload, PARAMS(), OP_MUTATES },
+        { "run.cancel", op_run_cancel, PARAMS({ "id", OP_PARAM_UINT, true }), OP_MUTATES },
+        { "run.get", op_run_get, PARAMS({ "id", OP_PARAM_UINT, true }), 0 },
+        { "run.list", op_run_list,
+          PARAMS({ "workspace", OP_PARAM_STRING }, { "status", OP_PARAM_STRING }, { "limit", OP_PARAM_UINT }),
+          0 },
+        { "run.logs", op_run_logs,
+          PARAMS({ "id", OP_PARAM_UINT, true }, { "since", OP_PARAM_UINT }, { "limit", OP_PARAM_UINT }), 0 },
+        { "run.start", op_run_start,
+          PARAMS({ "workspace", OP_PARAM_STRING, true }, { "preset", OP_PARAM_STRING, true },
+                 { "params", OP_PARAM_OBJECT }, { "confirm", OP_PARAM_BOOL }, { "note", OP_PARAM_STRING }),
+          OP_MUTATES },
         { "sample.install", op_sample_install, PARAMS({ "name", OP_PARAM_STRING, true }),
           OP_MUTATES | OP_ASYNC },
         { "sample.list", op_sample_list, PARAMS(), 0 },

@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "dj-error.h"
 
@@ -56,7 +57,8 @@ struct OpCall {
         unsigned n_ref;
         Daemon *daemon;
         const OpDef *def;
-        char *requested_by;       /* "cli", "socket:uid=1000", "dbus::1.42" */
+        char *requested_by;       /* "cli" (the socket), "dbus::1.42" (the sender), "daemon" */
+        uid_t uid;                /* the peer's uid (the socket's SO_PEERCRED, the D-Bus sender's creds) */
         const OpSession *session; /* NULL for transports that cannot stream */
         OpReplyFn reply;
         void *userdata;

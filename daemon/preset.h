@@ -39,6 +39,8 @@ typedef struct Preset {
         int64_t order;
         bool requires_confirmation;
         bool read_only;
+        bool mask_secrets; /* "mask_secrets": secret-looking setting values in its output are masked
+                            * (run_mask_secrets) before they are logged or stored */
         uint64_t timeout_s;
         uint64_t max_output_lines;
         char *path; /* the file it was loaded from */

@@ -50,7 +50,7 @@ struct RpcClient {
         RpcFramer framer;
         unsigned id;
         pid_t pid;
-        char requested_by[48];
+        uid_t uid; /* SO_PEERCRED */
         EventSubscriber *sub;
         OpSession session;
         bool closing;   /* reads nothing more; goes away once its output is written */
@@ -316,7 +316,7 @@ static void line_handle_request(RpcLine *l, json_t *msg) {
         }
         req->line = l;
         req->id = id ? json_incref(id) : NULL;
-        r = op_call_new(c->server->daemon, def, c->requested_by, &c->session, request_reply_cb, req, &call);
+        r = op_call_new(c->server->daemon, def, "cli", &c->session, request_reply_cb, req, &call);
         if (r < 0) {
                 json_decref(req->id);
                 free(req);
@@ -324,6 +324,7 @@ static void line_handle_request(RpcLine *l, json_t *msg) {
                 line_finish_one(l);
                 return;
         }
+        call->uid = c->uid;
         op_call_dispatch(call, params);
 }
 
@@ -530,7 +531,7 @@ static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd, struc
         c->server = s;
         c->id = ++s->next_id;
         c->pid = cred.pid;
-        (void) snprintf(c->requested_by, sizeof(c->requested_by), "socket:pid=%d", (int) cred.pid);
+        c->uid = cred.uid;
         c->session = (OpSession){ .subscriber = session_subscriber, .session = c };
         rpc_framer_init(&c->framer, RPC_MAX_MESSAGE);
         c->fd = TAKE_FD(cfd);

@@ -9,7 +9,7 @@
 
 typedef struct Store Store;
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* Opens (creating when missing) the SQLite store at path: checks it with PRAGMA quick_check before
  * writing anything (a damaged file is left untouched and the error names it), then WAL, foreign keys, a
@@ -85,3 +85,62 @@ int store_server_log_max_n(Store *s, int64_t workspace_id, uint64_t *ret);
 int store_server_log_read(Store *s, int64_t workspace_id, uint64_t since, uint64_t limit, StoreLogLine **ret,
                           size_t *ret_n);
 void store_log_lines_free(StoreLogLine *l, size_t n);
+
+/* runs (store-run.c) */
+typedef struct RunRecord {
+        uint64_t id; /* set by store_run_insert */
+        int64_t workspace_id;
+        char *workspace;      /* slug */
+        char *workspace_path; /* where it ran (the workspace's path when it was queued) */
+        char *kind;           /* "task" */
+        char *preset;         /* key */
+        char *label;
+        char *icon; /* NULL */
+        char **argv;  /* as run (placeholders expanded) */
+        char *params; /* the params given, a JSON object as text ("{}" when none) */
+        char *note;   /* NULL */
+        char *requested_by;
+        uint32_t uid;
+        char status[16]; /* "queued", "running", "succeeded", "failed", "cancelled", "timed_out", "interrupted" */
+        unsigned progress;
+        bool has_exit_code;
+        int exit_code; /* the exit status, or 128 + the signal that killed it */
+        bool timed_out;
+        uint64_t queued_at, started_at, finished_at; /* µs, CLOCK_REALTIME; 0: not yet */
+        uint64_t output_lines;  /* lines the command printed (all of them, also those cut) */
+        uint64_t dropped_lines; /* the oldest lines cut to stay within max_output_lines / 16 MiB */
+        char *error;            /* why it did not succeed ("exited with status 1", "cancelled"...), NULL */
+        char *last_error_line;  /* the last line guessed as an error, NULL */
+        uint64_t timeout_s;
+        uint64_t max_output_lines;
+        bool mask_secrets;
+} RunRecord;
+
+/* Frees the fields (not r itself) and zeroes it. */
+void run_record_done(RunRecord *r);
+void run_records_free(RunRecord *r, size_t n);
+
+/* Inserts r (every field but id) and sets r->id. Ids grow and are never reused. */
+int store_run_insert(Store *s, RunRecord *r);
+/* Writes the mutable fields of r (status, progress, exit code, times, counts, error, argv...) by r->id. */
+int store_run_update(Store *s, const RunRecord *r);
+/* -ENOENT when there is no such run. */
+int store_run_get(Store *s, uint64_t id, RunRecord *ret);
+/* Newest first. workspace (slug) and status: filters when not NULL; limit > 0. */
+int store_run_list(Store *s, const char *workspace, const char *status, uint64_t limit, RunRecord **ret,
+                   size_t *ret_n);
+/* Runs whose status is "queued" or "running", oldest (lowest id) first. */
+int store_run_list_unfinished(Store *s, RunRecord **ret, size_t *ret_n);
+/* Deletes all but the newest keep finished runs of the workspace, with their log lines. Returns how many
+ * were deleted. Queued and running runs are never deleted. */
+int store_run_prune(Store *s, int64_t workspace_id, uint64_t keep);
+
+/* Appends lines (n, time, stream, level, text) to the run's log in one transaction, then deletes its lines
+ * with n <= drop_through (0: none), in the same transaction. */
+int store_run_log_append(Store *s, uint64_t run_id, const StoreLogLine *lines, size_t n_lines,
+                         uint64_t drop_through);
+/* At most limit lines with n > since, oldest first. */
+int store_run_log_read(Store *s, uint64_t run_id, uint64_t since, uint64_t limit, StoreLogLine **ret,
+                       size_t *ret_n);
+/* The lowest line number kept (0 when none). */
+int store_run_log_first(Store *s, uint64_t run_id, uint64_t *ret);

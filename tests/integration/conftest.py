@@ -37,6 +37,7 @@ UNITS = [u for u in (os.environ.get("DJDESK_UNITS") or "").split(":") if u]
 # can import Django (Debian's: the pyenv python3 first on PATH on these machines has no Django).
 SERVE_HELPER = os.path.join(SOURCE_ROOT, "python", "djdesk-serve")
 SAMPLES_DIR = os.path.join(SOURCE_ROOT, "samples")
+PRESETS_DIR = os.path.join(SOURCE_ROOT, "data", "presets.d")
 DJANGO_PYTHON = os.environ.get("DJDESK_TEST_PYTHON") or "/usr/bin/python3"
 
 READY_TIMEOUT = 20.0   # seconds; generous for sanitizer builds
@@ -110,6 +111,7 @@ class Tree:
             "XDG_DATA_HOME": self.data,
             "DJDESK_SERVE": SERVE_HELPER,
             "DJDESK_SAMPLES_DIR": SAMPLES_DIR,
+            "DJDESK_PRESETS_DIR": PRESETS_DIR,
         })
         self.daemons = []
         self.processes = []

@@ -61,6 +61,13 @@ static void test_defaults(void **state) {
         assert_string_equal(c->socket, sock);
         assert_null(c->python);
         assert_int_equal(c->force_port, 0);
+        assert_int_equal(c->notifications, NOTIFY_MODE_ALL);
+        assert_int_equal(c->task_timeout_sec, 60);
+        assert_int_equal(c->max_parallel, 2);
+        assert_int_equal(c->run_retention, 500);
+        assert_int_equal(c->cancel_grace_sec, 5);
+        assert_non_null(c->presets_dir);
+        assert_non_null(strstr(c->presets_dir, "/djdesk/presets.d"));
         for (int i = 0; i < _CONFIG_ITEM_MAX; i++)
                 assert_int_equal(c->origin[i].source, CONFIG_SOURCE_DEFAULT);
 }
@@ -75,7 +82,14 @@ static void test_good_file(void **state) {
                                             "\n"
                                             "[server]\n"
                                             "force_port = 8123\n"
-                                            "python = /usr/bin/python3\n");
+                                            "python = /usr/bin/python3\n"
+                                            "[daemon]\n"
+                                            "notifications = failures\n"
+                                            "[tasks]\n"
+                                            "timeout_sec = 600\n"
+                                            "max_parallel = 4\n"
+                                            "retention = 10\n"
+                                            "cancel_grace_sec = 1\n");
         _cleanup_(config_freep) Config *c = NULL;
 
         assert_int_equal(config_load(p, NULL, 0, &c, NULL), 0);
@@ -90,6 +104,11 @@ static void test_good_file(void **state) {
         assert_int_equal(c->origin[CONFIG_LOG_LEVEL].line, 3);
         assert_int_equal(c->origin[CONFIG_FORCE_PORT].line, 9);
         assert_int_equal(c->origin[CONFIG_EVENT_RING].source, CONFIG_SOURCE_DEFAULT);
+        assert_int_equal(c->notifications, NOTIFY_MODE_FAILURES);
+        assert_int_equal(c->task_timeout_sec, 600);
+        assert_int_equal(c->max_parallel, 4);
+        assert_int_equal(c->run_retention, 10);
+        assert_int_equal(c->cancel_grace_sec, 1);
 }
 
 static void test_bad_values(void **state) {
@@ -110,6 +129,10 @@ static void test_bad_values(void **state) {
                 { "[server]\nforce_port = 70000\n",
                   "djdesk.conf:2: invalid value '70000' for 'force_port'" },
                 { "[daemon\nlog_level = info\n", "djdesk.conf:1: syntax error" },
+                { "[daemon]\nnotifications = some\n",
+                  "djdesk.conf:2: invalid value 'some' for 'notifications': expected all, failures or off" },
+                { "[tasks]\nmax_parallel = 0\n", "invalid value '0' for 'max_parallel': out of range" },
+                { "[tasks]\ntimeout_sec = 86401\n", "invalid value '86401' for 'timeout_sec': out of range" },
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -1,0 +1,542 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dj-log.h"
+#include "dj-macro.h"
+#include "dj-util.h"
+#include "store-internal.h"
+#include "strv.h"
+
+/* The columns written by insert and update, in bind order (update binds id last). */
+#define RUN_COLUMNS                                                                                       \
+        "workspace_id, workspace, workspace_path, kind, preset, label, icon, argv, params, note, "        \
+        "requested_by, uid, status, progress, exit_code, timed_out, queued_at, started_at, finished_at, " \
+        "output_lines, dropped_lines, error, last_error_line, timeout_s, max_output_lines, mask_secrets"
+#define RUN_N_COLUMNS 26
+
+void run_record_done(RunRecord *r) {
+        if (!r)
+                return;
+        free(r->workspace);
+        free(r->workspace_path);
+        free(r->kind);
+        free(r->preset);
+        free(r->label);
+        free(r->icon);
+        strv_free(r->argv);
+        free(r->params);
+        free(r->note);
+        free(r->requested_by);
+        free(r->error);
+        free(r->last_error_line);
+        *r = (RunRecord){};
+}
+
+void run_records_free(RunRecord *r, size_t n) {
+        for (size_t i = 0; r && i < n; i++)
+                run_record_done(&r[i]);
+        free(r);
+}
+
+static int store_step_done(sqlite3_stmt *st) {
+        int r = sqlite3_step(st);
+
+        (void) sqlite3_reset(st);
+        return r == SQLITE_DONE ? 0 : -EIO;
+}
+
+static sqlite3_int64 u64_to_sql(uint64_t v) {
+        return (sqlite3_int64) MIN(v, (uint64_t) INT64_MAX);
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s) {
+        if (s)
+                (void) sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+        else
+                (void) sqlite3_bind_null(st, i);
+}
+
+/* 0 ("not yet") is stored as NULL. */
+static void bind_time(sqlite3_stmt *st, int i, uint64_t t) {
+        if (t > 0)
+                (void) sqlite3_bind_int64(st, i, u64_to_sql(t));
+        else
+                (void) sqlite3_bind_null(st, i);
+}
+
+/* argv as a JSON array of strings. A string that is not valid UTF-8 (an odd interpreter path) is stored
+ * with its invalid bytes replaced. */
+static char *argv_to_json_text(char *const *argv) {
+        json_auto_t *a = json_array();
+
+        if (!a)
+                return NULL;
+        for (size_t i = 0; argv && argv[i]; i++) {
+                json_t *v = json_string(argv[i]);
+
+                if (!v) {
+                        _cleanup_free_ char *fixed = utf8_sanitize(argv[i], strlen(argv[i]));
+
+                        if (!fixed)
+                                return NULL;
+                        v = json_string(fixed);
+                        if (!v)
+                                return NULL;
+                }
+                if (json_array_append_new(a, v) < 0)
+                        return NULL;
+        }
+        return json_dumps(a, JSON_COMPACT);
+}
+
+/* A damaged argv column reads as an empty argv (logged at debug): a row stays readable. */
+static int argv_from_json_text(const char *text, char ***ret) {
+        _cleanup_strv_free_ char **l = NULL;
+        json_auto_t *a = NULL;
+        json_error_t jerr;
+        size_t i;
+        json_t *v;
+
+        a = text ? json_loads(text, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+        if (!json_is_array(a))
+                log_debug("Run argv '%s' is not a JSON array, reading it as empty", text ?: "");
+        else {
+                json_array_foreach (a, i, v) {
+                        if (!json_is_string(v))
+                                continue;
+                        if (strv_extend(&l, json_string_value(v)) < 0)
+                                return -ENOMEM;
+                }
+        }
+        if (!l) {
+                l = calloc(1, sizeof(char *));
+                if (!l)
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+/* Binds every column of RUN_COLUMNS from r, at 1..RUN_N_COLUMNS. argv_text stays alive until the step. */
+static void bind_run(sqlite3_stmt *st, const RunRecord *r, const char *argv_text) {
+        (void) sqlite3_bind_int64(st, 1, (sqlite3_int64) r->workspace_id);
+        bind_text_or_null(st, 2, r->workspace);
+        bind_text_or_null(st, 3, r->workspace_path);
+        bind_text_or_null(st, 4, r->kind ?: "task");
+        bind_text_or_null(st, 5, r->preset);
+        bind_text_or_null(st, 6, r->label ?: r->preset);
+        bind_text_or_null(st, 7, r->icon);
+        bind_text_or_null(st, 8, argv_text);
+        bind_text_or_null(st, 9, r->params ?: "{}");
+        bind_text_or_null(st, 10, r->note);
+        bind_text_or_null(st, 11, r->requested_by);
+        (void) sqlite3_bind_int64(st, 12, (sqlite3_int64) r->uid);
+        bind_text_or_null(st, 13, r->status);
+        (void) sqlite3_bind_int(st, 14, (int) MIN(r->progress, 100u));
+        if (r->has_exit_code)
+                (void) sqlite3_bind_int(st, 15, r->exit_code);
+        else
+                (void) sqlite3_bind_null(st, 15);
+        (void) sqlite3_bind_int(st, 16, r->timed_out);
+        (void) sqlite3_bind_int64(st, 17, u64_to_sql(r->queued_at));
+        bind_time(st, 18, r->started_at);
+        bind_time(st, 19, r->finished_at);
+        (void) sqlite3_bind_int64(st, 20, u64_to_sql(r->output_lines));
+        (void) sqlite3_bind_int64(st, 21, u64_to_sql(r->dropped_lines));
+        bind_text_or_null(st, 22, r->error);
+        bind_text_or_null(st, 23, r->last_error_line);
+        (void) sqlite3_bind_int64(st, 24, u64_to_sql(r->timeout_s));
+        (void) sqlite3_bind_int64(st, 25, u64_to_sql(r->max_output_lines));
+        (void) sqlite3_bind_int(st, 26, r->mask_secrets);
+}
+
+static bool run_record_valid(const RunRecord *r) {
+        return r->workspace && r->workspace_path && r->preset && r->requested_by && r->status[0] &&
+               memchr(r->status, 0, sizeof(r->status));
+}
+
+int store_run_insert(Store *s, RunRecord *r) {
+        _cleanup_free_ char *argv_text = NULL;
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        assert_return(s && r && run_record_valid(r));
+
+        argv_text = argv_to_json_text(r->argv);
+        if (!argv_text)
+                return -ENOMEM;
+        if (sqlite3_prepare_v2(
+                    s->db,
+                    "INSERT INTO runs (" RUN_COLUMNS ") VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    -1, &st, NULL) != SQLITE_OK) {
+                log_debug("Cannot prepare a run insert: %s", sqlite3_errmsg(s->db));
+                return -EIO;
+        }
+        bind_run(st, r, argv_text);
+        k = sqlite3_step(st);
+        if (k == SQLITE_DONE)
+                r->id = (uint64_t) sqlite3_last_insert_rowid(s->db);
+        else
+                log_debug("Cannot insert a run: %s", sqlite3_errmsg(s->db));
+        sqlite3_finalize(st);
+        return k == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_run_update(Store *s, const RunRecord *r) {
+        _cleanup_free_ char *argv_text = NULL;
+        sqlite3_stmt *st = NULL;
+        int k;
+
+        assert_return(s && r && r->id > 0 && run_record_valid(r));
+
+        argv_text = argv_to_json_text(r->argv);
+        if (!argv_text)
+                return -ENOMEM;
+        if (sqlite3_prepare_v2(
+                    s->db,
+                    "UPDATE runs SET workspace_id = ?, workspace = ?, workspace_path = ?, kind = ?, "
+                    "preset = ?, label = ?, icon = ?, argv = ?, params = ?, note = ?, "
+                    "requested_by = ?, uid = ?, status = ?, progress = ?, exit_code = ?, "
+                    "timed_out = ?, queued_at = ?, started_at = ?, finished_at = ?, "
+                    "output_lines = ?, dropped_lines = ?, error = ?, last_error_line = ?, "
+                    "timeout_s = ?, max_output_lines = ?, mask_secrets = ? WHERE id = ?",
+                    -1, &st, NULL) != SQLITE_OK) {
+                log_debug("Cannot prepare a run update: %s", sqlite3_errmsg(s->db));
+                return -EIO;
+        }
+        bind_run(st, r, argv_text);
+        (void) sqlite3_bind_int64(st, RUN_N_COLUMNS + 1, u64_to_sql(r->id));
+        k = sqlite3_step(st);
+        if (k != SQLITE_DONE)
+                log_debug("Cannot update run %" PRIu64 ": %s", r->id, sqlite3_errmsg(s->db));
+        sqlite3_finalize(st);
+        return k == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* A copy of text column i, NULL for NULL. */
+static int column_strdup_or_null(sqlite3_stmt *st, int i, char **ret) {
+        const unsigned char *t = sqlite3_column_text(st, i);
+
+        if (!t) {
+                *ret = NULL;
+                return 0;
+        }
+        *ret = strdup((const char *) t);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static uint64_t column_u64(sqlite3_stmt *st, int i) {
+        sqlite3_int64 v = sqlite3_column_int64(st, i);
+
+        return v > 0 ? (uint64_t) v : 0;
+}
+
+/* Reads a row of "SELECT id, " RUN_COLUMNS into ret (zeroed first; cleaned up on failure). */
+static int run_record_from_row(sqlite3_stmt *st, RunRecord *ret) {
+        RunRecord r = {};
+        const unsigned char *status;
+        _cleanup_free_ char *argv_text = NULL;
+        int k;
+
+        r.id = column_u64(st, 0);
+        r.workspace_id = (int64_t) sqlite3_column_int64(st, 1);
+        if (column_strdup_or_null(st, 8, &argv_text) < 0)
+                goto oom;
+        r.workspace = store_column_strdup(st, 2);
+        r.workspace_path = store_column_strdup(st, 3);
+        r.kind = store_column_strdup(st, 4);
+        r.preset = store_column_strdup(st, 5);
+        r.label = store_column_strdup(st, 6);
+        r.params = store_column_strdup(st, 9);
+        r.requested_by = store_column_strdup(st, 11);
+        if (!r.workspace || !r.workspace_path || !r.kind || !r.preset || !r.label || !r.params ||
+            !r.requested_by)
+                goto oom;
+        if (column_strdup_or_null(st, 7, &r.icon) < 0 || column_strdup_or_null(st, 10, &r.note) < 0 ||
+            column_strdup_or_null(st, 22, &r.error) < 0 ||
+            column_strdup_or_null(st, 23, &r.last_error_line) < 0)
+                goto oom;
+        k = argv_from_json_text(argv_text, &r.argv);
+        if (k < 0)
+                goto oom;
+        r.uid = (uint32_t) sqlite3_column_int64(st, 12);
+        status = sqlite3_column_text(st, 13);
+        (void) snprintf(r.status, sizeof(r.status), "%s", status ? (const char *) status : "");
+        r.progress = (unsigned) MIN(column_u64(st, 14), 100u);
+        r.has_exit_code = sqlite3_column_type(st, 15) != SQLITE_NULL;
+        r.exit_code = r.has_exit_code ? sqlite3_column_int(st, 15) : 0;
+        r.timed_out = sqlite3_column_int(st, 16) != 0;
+        r.queued_at = column_u64(st, 17);
+        r.started_at = column_u64(st, 18);
+        r.finished_at = column_u64(st, 19);
+        r.output_lines = column_u64(st, 20);
+        r.dropped_lines = column_u64(st, 21);
+        r.timeout_s = column_u64(st, 24);
+        r.max_output_lines = column_u64(st, 25);
+        r.mask_secrets = sqlite3_column_int(st, 26) != 0;
+        *ret = r;
+        return 0;
+oom:
+        run_record_done(&r);
+        return -ENOMEM;
+}
+
+int store_run_get(Store *s, uint64_t id, RunRecord *ret) {
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        assert_return(s && ret);
+        if (sqlite3_prepare_v2(s->db, "SELECT id, " RUN_COLUMNS " FROM runs WHERE id = ?", -1, &st, NULL) !=
+            SQLITE_OK)
+                return -EIO;
+        (void) sqlite3_bind_int64(st, 1, u64_to_sql(id));
+        r = store_step(st);
+        if (r > 0)
+                r = run_record_from_row(st, ret);
+        else if (r == 0)
+                r = -ENOENT;
+        sqlite3_finalize(st);
+        return r;
+}
+
+/* Steps st (prepared and bound) and reads every row; finalizes st. */
+static int run_records_read(sqlite3_stmt *st, RunRecord **ret, size_t *ret_n) {
+        RunRecord *l = NULL;
+        size_t n = 0, allocated = 0;
+        int r;
+
+        for (;;) {
+                r = store_step(st);
+                if (r < 0)
+                        goto fail;
+                if (r == 0)
+                        break;
+                if (n == allocated) {
+                        size_t m = allocated ? allocated * 2 : 16;
+                        RunRecord *a = realloc(l, m * sizeof(RunRecord));
+
+                        if (!a) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        l = a;
+                        allocated = m;
+                }
+                r = run_record_from_row(st, &l[n]);
+                if (r < 0)
+                        goto fail;
+                n++;
+        }
+        sqlite3_finalize(st);
+        *ret = l;
+        *ret_n = n;
+        return 0;
+fail:
+        sqlite3_finalize(st);
+        run_records_free(l, n);
+        return r;
+}
+
+int store_run_list(Store *s, const char *workspace, const char *status, uint64_t limit, RunRecord **ret,
+                   size_t *ret_n) {
+        sqlite3_stmt *st = NULL;
+        char sql[512];
+        int i = 1;
+
+        assert_return(s && ret && ret_n && limit > 0);
+        /* Only the filters given, so that SQLite can use the (workspace_id, id) or (status) index. */
+        (void) snprintf(sql, sizeof(sql),
+                        "SELECT id, " RUN_COLUMNS " FROM runs WHERE 1%s%s ORDER BY id DESC LIMIT ?",
+                        workspace ? " AND workspace_id = (SELECT id FROM workspaces WHERE slug = ?)" : "",
+                        status ? " AND status = ?" : "");
+        if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+                log_debug("Cannot prepare a run list: %s", sqlite3_errmsg(s->db));
+                return -EIO;
+        }
+        if (workspace)
+                (void) sqlite3_bind_text(st, i++, workspace, -1, SQLITE_STATIC);
+        if (status)
+                (void) sqlite3_bind_text(st, i++, status, -1, SQLITE_STATIC);
+        (void) sqlite3_bind_int64(st, i, u64_to_sql(limit));
+        return run_records_read(st, ret, ret_n);
+}
+
+int store_run_list_unfinished(Store *s, RunRecord **ret, size_t *ret_n) {
+        sqlite3_stmt *st = NULL;
+
+        assert_return(s && ret && ret_n);
+        if (sqlite3_prepare_v2(s->db,
+                               "SELECT id, " RUN_COLUMNS " FROM runs WHERE status IN ('queued', 'running') "
+                               "ORDER BY id",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        return run_records_read(st, ret, ret_n);
+}
+
+int store_run_prune(Store *s, int64_t workspace_id, uint64_t keep) {
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        assert_return(s);
+        /* The run_log lines go with their run (ON DELETE CASCADE; foreign_keys is on). */
+        if (sqlite3_prepare_v2(s->db,
+                               "DELETE FROM runs WHERE workspace_id = ?1 "
+                               "AND status NOT IN ('queued', 'running') AND id NOT IN ("
+                               "SELECT id FROM runs WHERE workspace_id = ?1 "
+                               "AND status NOT IN ('queued', 'running') ORDER BY id DESC LIMIT ?2)",
+                               -1, &st, NULL) != SQLITE_OK) {
+                log_debug("Cannot prepare a run prune: %s", sqlite3_errmsg(s->db));
+                return -EIO;
+        }
+        (void) sqlite3_bind_int64(st, 1, (sqlite3_int64) workspace_id);
+        (void) sqlite3_bind_int64(st, 2, u64_to_sql(keep));
+        r = store_step(st);
+        if (r == 0)
+                r = sqlite3_changes(s->db);
+        else {
+                log_debug("Cannot prune the runs of workspace %" PRIi64 ": %s", workspace_id,
+                          sqlite3_errmsg(s->db));
+                r = -EIO;
+        }
+        sqlite3_finalize(st);
+        return r;
+}
+
+int store_run_log_append(Store *s, uint64_t run_id, const StoreLogLine *lines, size_t n_lines,
+                         uint64_t drop_through) {
+        sqlite3_stmt *ins = NULL, *del = NULL;
+        int r;
+
+        assert_return(s && (lines || n_lines == 0));
+        if (n_lines == 0 && drop_through == 0)
+                return 0;
+
+        if (sqlite3_prepare_v2(s->db,
+                               "INSERT OR REPLACE INTO run_log (run_id, n, time, stream, level, text) "
+                               "VALUES (?, ?, ?, ?, ?, ?)",
+                               -1, &ins, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v2(s->db, "DELETE FROM run_log WHERE run_id = ? AND n <= ?", -1, &del, NULL) !=
+                    SQLITE_OK) {
+                log_debug("Cannot prepare the run log statements: %s", sqlite3_errmsg(s->db));
+                r = -EIO;
+                goto finish;
+        }
+
+        r = store_exec(s, "BEGIN IMMEDIATE");
+        if (r < 0)
+                goto finish;
+        /* One statement for the whole batch: only the bindings change. */
+        (void) sqlite3_bind_int64(ins, 1, u64_to_sql(run_id));
+        for (size_t i = 0; i < n_lines; i++) {
+                (void) sqlite3_bind_int64(ins, 2, u64_to_sql(lines[i].n));
+                (void) sqlite3_bind_int64(ins, 3, u64_to_sql(lines[i].time));
+                (void) sqlite3_bind_text(ins, 4, lines[i].stream ?: "stdout", -1, SQLITE_STATIC);
+                (void) sqlite3_bind_text(ins, 5, lines[i].level ?: "info", -1, SQLITE_STATIC);
+                (void) sqlite3_bind_text(ins, 6, lines[i].text ?: "", -1, SQLITE_STATIC);
+                r = store_step_done(ins);
+                if (r < 0) {
+                        log_debug("Cannot insert line %" PRIu64 " of run %" PRIu64 ": %s", lines[i].n,
+                                  run_id, sqlite3_errmsg(s->db));
+                        goto rollback;
+                }
+        }
+        if (drop_through > 0) {
+                (void) sqlite3_bind_int64(del, 1, u64_to_sql(run_id));
+                (void) sqlite3_bind_int64(del, 2, u64_to_sql(drop_through));
+                r = store_step_done(del);
+                if (r < 0) {
+                        log_debug("Cannot drop the old lines of run %" PRIu64 ": %s", run_id,
+                                  sqlite3_errmsg(s->db));
+                        goto rollback;
+                }
+        }
+        r = store_exec(s, "COMMIT");
+        if (r >= 0)
+                goto finish;
+rollback:
+        (void) store_exec(s, "ROLLBACK");
+finish:
+        sqlite3_finalize(ins);
+        sqlite3_finalize(del);
+        return r;
+}
+
+int store_run_log_read(Store *s, uint64_t run_id, uint64_t since, uint64_t limit, StoreLogLine **ret,
+                       size_t *ret_n) {
+        StoreLogLine *lines = NULL;
+        sqlite3_stmt *st = NULL;
+        size_t n = 0, allocated = 0;
+        int r;
+
+        assert_return(s && ret && ret_n);
+        if (sqlite3_prepare_v2(s->db,
+                               "SELECT n, time, stream, level, text FROM run_log "
+                               "WHERE run_id = ? AND n > ? ORDER BY n LIMIT ?",
+                               -1, &st, NULL) != SQLITE_OK)
+                return -EIO;
+        (void) sqlite3_bind_int64(st, 1, u64_to_sql(run_id));
+        (void) sqlite3_bind_int64(st, 2, u64_to_sql(since));
+        (void) sqlite3_bind_int64(st, 3, u64_to_sql(limit));
+        for (;;) {
+                StoreLogLine *l;
+
+                r = store_step(st);
+                if (r < 0)
+                        goto fail;
+                if (r == 0)
+                        break;
+                if (n == allocated) {
+                        size_t m = allocated ? allocated * 2 : 64;
+                        StoreLogLine *a = realloc(lines, m * sizeof(StoreLogLine));
+
+                        if (!a) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        lines = a;
+                        allocated = m;
+                }
+                l = &lines[n++];
+                *l = (StoreLogLine){
+                        .n = column_u64(st, 0),
+                        .time = column_u64(st, 1),
+                        .stream = store_column_strdup(st, 2),
+                        .level = store_column_strdup(st, 3),
+                        .text = store_column_strdup(st, 4),
+                };
+                if (!l->stream || !l->level || !l->text) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        sqlite3_finalize(st);
+        *ret = lines;
+        *ret_n = n;
+        return 0;
+fail:
+        sqlite3_finalize(st);
+        store_log_lines_free(lines, n);
+        return r;
+}
+
+int store_run_log_first(Store *s, uint64_t run_id, uint64_t *ret) {
+        sqlite3_stmt *st = NULL;
+        int64_t v;
+        int r;
+
+        assert_return(s && ret);
+        if (sqlite3_prepare_v2(s->db, "SELECT coalesce(min(n), 0) FROM run_log WHERE run_id = ?", -1, &st,
+                               NULL) != SQLITE_OK)
+                return -EIO;
+        (void) sqlite3_bind_int64(st, 1, u64_to_sql(run_id));
+        r = store_step_int64(st, &v);
+        if (r >= 0)
+                *ret = v > 0 ? (uint64_t) v : 0;
+        return r;
+}
