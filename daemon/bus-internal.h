@@ -2,6 +2,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdint.h>
 #include <systemd/sd-bus.h>
 
 #include "bus.h"
@@ -10,8 +11,11 @@
 #define BUS_IFACE_MANAGER         "io.djdesk.Desk1.Manager"
 #define BUS_PATH_WORKSPACE_PREFIX "/io/djdesk/Desk1/workspace"
 #define BUS_IFACE_WORKSPACE       "io.djdesk.Desk1.Workspace"
+#define BUS_PATH_RUN_PREFIX       "/io/djdesk/Desk1/run"
+#define BUS_IFACE_RUN             "io.djdesk.Desk1.Run"
 
 typedef struct BusLoop BusLoop;
+typedef struct BusRunObjects BusRunObjects;
 typedef struct EventSubscriber EventSubscriber;
 
 struct Bus {
@@ -20,6 +24,7 @@ struct Bus {
         BusLoop *loop;
         bool name_acquired;
         EventSubscriber *workspace_events; /* workspace.* and server.state -> signals (bus-workspace.c) */
+        BusRunObjects *runs;               /* run.* -> signals, the run objects announced (bus-run.c) */
 };
 
 /* bus-manager.c: the manager object, the ObjectManager and the error map. */
@@ -36,3 +41,10 @@ int bus_workspace_register(Bus *b);
 void bus_workspace_unregister(Bus *b);
 /* The object path of the workspace with this slug (sd_bus_path_encode), or -ENOMEM. */
 int bus_workspace_path(const char *slug, char **ret);
+
+/* bus-run.c: one object per run in memory below BUS_PATH_RUN_PREFIX (decimal id), and the event subscriber
+ * that turns run.* into InterfacesAdded/InterfacesRemoved, PropertiesChanged and Manager.RunFinished. */
+int bus_run_register(Bus *b);
+void bus_run_unregister(Bus *b);
+/* The object path of the run with this id, or -ENOMEM. */
+int bus_run_path(uint64_t id, char **ret);

@@ -116,6 +116,8 @@ int bus_open(Daemon *d, struct event_base *base, Bus **ret, DjError *reterr) {
         r = bus_manager_register(b);
         if (r >= 0)
                 r = bus_workspace_register(b);
+        if (r >= 0)
+                r = bus_run_register(b);
         if (r < 0) {
                 (void) dj_error_set(reterr, DJ_E_INTERNAL, "cannot register D-Bus objects: %s",
                                     strerror(-r));
@@ -160,6 +162,7 @@ Bus *bus_free(Bus *b) {
         if (!b)
                 return NULL;
         bus_workspace_unregister(b);
+        bus_run_unregister(b);
         b->loop = bus_loop_free(b->loop);
         if (b->bus) {
                 (void) sd_bus_flush(b->bus);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bus-internal.h"
 #include "config.h"
@@ -50,6 +52,17 @@ static void bus_call_reply_cb(OpCall *c, json_t *result, const DjError *err, voi
         free(bc);
 }
 
+/* The sender's effective uid, as the bus daemon vouches for it (ours when it cannot tell). */
+static uid_t bus_sender_uid(sd_bus_message *m) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        uid_t uid;
+
+        if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds) < 0 ||
+            sd_bus_creds_get_euid(creds, &uid) < 0)
+                return geteuid();
+        return uid;
+}
+
 int bus_call_op(sd_bus_message *m, Bus *b, const char *method, json_t *params,
                 int (*format)(sd_bus_message *reply, json_t *result), sd_bus_error *error) {
         json_auto_t *p = params;
@@ -74,6 +87,7 @@ int bus_call_op(sd_bus_message *m, Bus *b, const char *method, json_t *params,
                 free(bc);
                 return r;
         }
+        call->uid = bus_sender_uid(m);
         op_call_dispatch(call, p);
         return 1;
 }
@@ -266,6 +280,91 @@ static int method_list_workspaces(sd_bus_message *m, void *userdata, sd_bus_erro
         return bus_call_op(m, userdata, "workspace.list", NULL, format_workspace_list, error);
 }
 
+static int method_list_presets(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return bus_call_op(m, userdata, "preset.list", NULL, format_json_string, error);
+}
+
+/* a{ss} -> the params object of run.start. A repeated key is InvalidArgs (the operation checks the rest). */
+static int read_run_params(sd_bus_message *m, json_t **ret, sd_bus_error *error) {
+        json_auto_t *params = json_object();
+        const char *key, *value;
+        int r;
+
+        if (!params)
+                return -ENOMEM;
+        r = sd_bus_message_enter_container(m, 'a', "{ss}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read(m, "{ss}", &key, &value)) > 0) {
+                if (json_object_get(params, key))
+                        return sd_bus_error_setf(error, dj_err_kind_to_dbus(DJ_E_INVALID),
+                                                 "param '%s' given twice", key);
+                if (json_object_set_new(params, key, json_string(value)) < 0)
+                        return -ENOMEM;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(params);
+        return 0;
+}
+
+static int format_run(sd_bus_message *reply, json_t *result) {
+        _cleanup_free_ char *path = NULL;
+        json_t *id = json_object_get(result, "id");
+        int r;
+
+        if (!json_is_integer(id) || json_integer_value(id) <= 0)
+                return -EBADMSG;
+        r = bus_run_path((uint64_t) json_integer_value(id), &path);
+        if (r < 0)
+                return r;
+        return sd_bus_message_append(reply, "to", (uint64_t) json_integer_value(id), path);
+}
+
+static int method_start_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        json_auto_t *params = NULL;
+        json_t *run_params = NULL;
+        const char *workspace, *preset, *note;
+        int confirm, r;
+
+        r = sd_bus_message_read(m, "ss", &workspace, &preset);
+        if (r < 0)
+                return r;
+        r = read_run_params(m, &run_params, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(m, "bs", &confirm, &note);
+        if (r < 0) {
+                json_decref(run_params);
+                return r;
+        }
+        params = json_pack("{s:s, s:s, s:o, s:b}", "workspace", workspace, "preset", preset, "params",
+                           run_params, "confirm", confirm);
+        if (!params)
+                return -ENOMEM;
+        /* D-Bus has no null: an empty note is no note. */
+        if (!isempty(note) && json_object_set_new(params, "note", json_string(note)) < 0)
+                return -ENOMEM;
+        return bus_call_op(m, userdata, "run.start", TAKE_PTR(params), format_run, error);
+}
+
+static int method_cancel_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        uint64_t id;
+        int r;
+
+        r = sd_bus_message_read(m, "t", &id);
+        if (r < 0)
+                return r;
+        /* Ids are JSON integers: one that does not fit was never given out. */
+        if (id == 0 || id > INT64_MAX)
+                return sd_bus_error_setf(error, dj_err_kind_to_dbus(DJ_E_NOT_FOUND), "no run %" PRIu64, id);
+        return bus_call_op(m, userdata, "run.cancel", json_pack("{s:I}", "id", (json_int_t) id), NULL,
+                           error);
+}
+
 static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         return sd_bus_message_append(reply, "s", DJDESK_VERSION);
@@ -293,6 +392,17 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_remove_workspace, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListWorkspaces", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sso)", workspaces),
                                 method_list_workspaces, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListPresets", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", presets_json),
+                                method_list_presets, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS(
+                "StartRun",
+                SD_BUS_ARGS("s", workspace, "s", preset, "a{ss}", params, "b", confirm, "s", note),
+                SD_BUS_RESULT("t", id, "o", run), method_start_run, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("CancelRun", SD_BUS_ARGS("t", id), SD_BUS_NO_RESULT, method_cancel_run,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS(
+                "RunFinished",
+                SD_BUS_ARGS("t", id, "s", workspace, "s", preset, "s", status, "i", exit_code), 0),
         SD_BUS_VTABLE_END,
 };
 
