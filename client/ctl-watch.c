@@ -28,6 +28,11 @@ void help_watch(void) {
                "\n"
                "Subscribe to the daemon's events and print them as they happen, one per line:\n"
                "  SEQ  HH:MM:SS.mmm  TOPIC  DATA\n"
+               "DATA is the event's data as compact JSON, or for run events a summary:\n"
+               "  #7 atlas/check queued by cli            (run.queued)\n"
+               "  #7 atlas/check started                  (run.started)\n"
+               "  #7 atlas: 3 lines, last: TEXT           (run.log)\n"
+               "  #7 atlas/check failed (exit 1, 412ms): exited with status 1\n"
                "With --json, one JSON object per line: {\"data\",\"seq\",\"time\",\"topic\"}.\n"
                "Runs until interrupted (exit 0), until the daemon shuts down (exit 0), until the\n"
                "daemon drops a subscriber that reads too slowly (exit 1), or until the connection\n"
@@ -125,7 +130,12 @@ static int print_event(const char *topic, json_int_t seq, json_t *params) {
                 _cleanup_free_ char *d = NULL;
                 char clock[32];
 
-                d = data ? json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : strdup("{}");
+                /* Run events get a summary (a run object is long); everything else its data as JSON. */
+                if (ctl_run_event_summary(topic, data, &d) < 0)
+                        return -ENOMEM;
+                if (!d)
+                        d = data ? json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+                                 : strdup("{}");
                 if (!d)
                         return -ENOMEM;
                 errno = 0;

@@ -259,6 +259,12 @@ bool ctl_server_serving(json_t *server);
  * characters, at most 2048 bytes. */
 bool ctl_url_is_openable(const char *url);
 
+/* ---- shared by the run commands and watch (ctl-run.c) ---- */
+
+/* A one-line summary of a run.* event for watch's human form ("#7 atlas/check succeeded (exit 0, 412ms)"):
+ * 1 with *ret (malloc'ed), 0 with *ret NULL for a topic it does not summarise, -ENOMEM. */
+int ctl_run_event_summary(const char *topic, json_t *data, char **ret);
+
 /* ---- commands ---- */
 
 int verb_info(int argc, char *argv[]);
@@ -279,3 +285,13 @@ int verb_logs(int argc, char *argv[]);
 void help_logs(void);
 int verb_sample(int argc, char *argv[]);
 void help_sample(void);
+int verb_presets(int argc, char *argv[]);
+void help_presets(void);
+int verb_run(int argc, char *argv[]);
+void help_run(void);
+int verb_runs(int argc, char *argv[]);
+void help_runs(void);
+int verb_run_log(int argc, char *argv[]);
+void help_run_log(void);
+int verb_cancel(int argc, char *argv[]);
+void help_cancel(void);
