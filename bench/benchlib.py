@@ -164,16 +164,50 @@ class Rpc:
                 self.events.append(m["params"])
 
 
-class Djdeskd:
-    """djdeskd on a private tree, without the bus, its children run by Debian's python3."""
+def proc_status(pid):
+    """/proc/PID/status as {key: value}; the kB sizes (VmRSS, VmHWM, ...) as ints in KiB."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            v = v.strip()
+            out[k] = int(v.split()[0]) if v.endswith(" kB") else v
+    return out
 
-    def __init__(self, build, root, extra_env=None):
+
+def reset_peak_rss(pid):
+    """Resets VmHWM to the current VmRSS (writes 5 to /proc/PID/clear_refs); False when not allowed."""
+    try:
+        with open("/proc/%d/clear_refs" % pid, "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class Djdeskd:
+    """djdeskd on a private tree, without the bus, its children run by Debian's python3.
+
+    config: the text of $XDG_CONFIG_HOME/djdesk/djdesk.conf; presets: {key: preset object}, written as the
+    user's presets.d/KEY.json. The built-in presets are the source tree's data/presets.d."""
+
+    def __init__(self, build, root, extra_env=None, config=None, presets=None):
         self.root = root
         self.env = base_env(root)
         self.env.update({"DJDESK_PYTHON": DJANGO_PYTHON,
                          "DJDESK_SERVE": os.path.join(REPO, "python", "djdesk-serve"),
-                         "DJDESK_SAMPLES_DIR": os.path.join(REPO, "samples")})
+                         "DJDESK_SAMPLES_DIR": os.path.join(REPO, "samples"),
+                         "DJDESK_PRESETS_DIR": os.path.join(REPO, "data", "presets.d")})
         self.env.update(extra_env or {})
+        confdir = os.path.join(self.env["XDG_CONFIG_HOME"], "djdesk")
+        if config is not None:
+            os.makedirs(confdir, exist_ok=True)
+            with open(os.path.join(confdir, "djdesk.conf"), "w") as f:
+                f.write(config)
+        for key, preset in (presets or {}).items():
+            os.makedirs(os.path.join(confdir, "presets.d"), exist_ok=True)
+            with open(os.path.join(confdir, "presets.d", key + ".json"), "w") as f:
+                json.dump(dict(preset, key=key), f, indent=2)
         self.socket = os.path.join(self.env["XDG_RUNTIME_DIR"], "djdesk", "daemon.sock")
         notify_path = os.path.join(root, "notify.sock")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
