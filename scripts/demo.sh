@@ -107,7 +107,8 @@ EOF
               DBUS_SESSION_BUS_ADDRESS
         [[ -z "$demo_python" ]] || export DJDESK_PYTHON="$demo_python"
         # Run the helper and the samples from this source tree, not from an installed djdesk.
-        export DJDESK_SERVE="$src/python/djdesk-serve" DJDESK_SAMPLES_DIR="$src/samples"
+        export DJDESK_SERVE="$src/python/djdesk-serve" DJDESK_SAMPLES_DIR="$src/samples" \
+               DJDESK_PRESETS_DIR="$src/data/presets.d"
         command -v dbus-run-session >/dev/null || die "dbus-run-session not found (Debian package: dbus)"
         # The inner run stops everything it started; $tmp goes once the bus is gone too (trap above).
         # As root in a container dbus-daemon complains that it cannot raise its fd limit: harmless.
@@ -329,6 +330,17 @@ else
         echo "the edit did not show within 20 s" >&2
 fi
 show djdeskctl server status atlas
+
+step "Safe automation: allowlisted runs, streamed, persisted"
+echo "Only presets run (data/presets.d and ~/.config/djdesk/presets.d): argv only, never a shell."
+show djdeskctl presets atlas
+show djdeskctl run atlas check --follow || echo "(the check run did not succeed)" >&2
+show djdeskctl run atlas showmigrations --follow || echo "(the showmigrations run did not succeed)" >&2
+echo "A preset that changes the project needs --confirm; without it nothing is queued:"
+show djdeskctl run atlas migrate && die "migrate ran without --confirm"
+show djdeskctl run atlas sqlmigrate --param app=catalog --param 'migration=0001; rm -rf ~' &&
+        die "a parameter that fails its regex was accepted"
+show djdeskctl runs atlas
 
 # ---- 5. effective configuration ----
 step "Where every setting comes from"
