@@ -94,7 +94,7 @@ typedef struct Config {
         uint64_t reload_debounce_ms;
         uint64_t log_lines;       /* per-workspace ring of server log lines */
         uint64_t log_store_lines; /* per-workspace server log lines kept in the store */
-        char *presets_dir;        /* the built-in presets.d (the user's is $XDG_CONFIG_HOME/djdesk/presets.d) */
+        char *presets_dir; /* the built-in presets.d (the user's is $XDG_CONFIG_HOME/djdesk/presets.d) */
         uint64_t task_timeout_sec; /* a preset's timeout_s when it sets none */
         uint64_t max_parallel;     /* runs running at once, in all workspaces */
         uint64_t run_retention;    /* finished runs kept per workspace */

@@ -121,7 +121,7 @@ int loop_run_once(Loop *l) {
 #define LOOP_LINES_DEFAULT_MAX ((size_t) 64 * 1024)
 /* One read per wake-up: a child flooding its pipe costs the loop a few ms at a time, then every other
  * source gets its turn (the pipe fills up and slows the child down instead). */
-#define LOOP_LINES_READ_CHUNK  ((int) 16 * 1024)
+#define LOOP_LINES_READ_CHUNK ((int) 16 * 1024)
 
 typedef enum LoopSourceType {
         LOOP_SOURCE_IO,

@@ -38,12 +38,12 @@
 #include "workspace.h"
 #include "xdg.h"
 
-#define RUN_FLUSH_USEC        (100 * USEC_PER_MSEC)
+#define RUN_FLUSH_USEC (100 * USEC_PER_MSEC)
 /* A batch is one store transaction and one run.log event: small enough that a flood of output never holds
  * the loop for long, and that the event stays well within the 1 MiB message limit even when every byte
  * of the text needs a six-byte JSON escape. */
-#define RUN_FLUSH_LINES       500
-#define RUN_FLUSH_BYTES       (UINT64_C(128) << 10)
+#define RUN_FLUSH_LINES 500
+#define RUN_FLUSH_BYTES (UINT64_C(128) << 10)
 /* The same bound for a run.logs page (at least one line is always returned). */
 #define RUN_LOGS_PAGE_BYTES   (UINT64_C(96) << 10)
 #define RUN_RECORD_SYNC_USEC  (1 * USEC_PER_SEC) /* a running run's counters reach its row this often */

@@ -132,7 +132,8 @@ static void test_bad_values(void **state) {
                 { "[daemon]\nnotifications = some\n",
                   "djdesk.conf:2: invalid value 'some' for 'notifications': expected all, failures or off" },
                 { "[tasks]\nmax_parallel = 0\n", "invalid value '0' for 'max_parallel': out of range" },
-                { "[tasks]\ntimeout_sec = 86401\n", "invalid value '86401' for 'timeout_sec': out of range" },
+                { "[tasks]\ntimeout_sec = 86401\n",
+                  "invalid value '86401' for 'timeout_sec': out of range" },
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
