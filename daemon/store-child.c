@@ -7,39 +7,36 @@
 
 int store_child_group_add(Store *s, int pgid, int pid, uint64_t start_time, const char *owner,
                           uint64_t started_at) {
-        sqlite3_stmt *st = NULL;
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         int r;
 
         assert_return(s && pgid > 0 && pid > 0 && owner);
 
-        if (sqlite3_prepare_v2(
-                    s->db,
-                    "INSERT OR REPLACE INTO child_groups (pgid, pid, start_time, owner, started_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
+        r = store_prepare(s,
+                          "INSERT OR REPLACE INTO child_groups (pgid, pid, start_time, owner, started_at) "
+                          "VALUES (?, ?, ?, ?, ?)",
+                          &st);
+        if (r < 0)
+                return r;
         (void) sqlite3_bind_int(st, 1, pgid);
         (void) sqlite3_bind_int(st, 2, pid);
         (void) sqlite3_bind_int64(st, 3, (sqlite3_int64) start_time);
         (void) sqlite3_bind_text(st, 4, owner, -1, SQLITE_STATIC);
         (void) sqlite3_bind_int64(st, 5, (sqlite3_int64) started_at);
-        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-        sqlite3_finalize(st);
-        return r;
+        return sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
 }
 
 int store_child_group_remove(Store *s, int pgid) {
-        sqlite3_stmt *st = NULL;
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         int r;
 
         assert_return(s);
 
-        if (sqlite3_prepare_v2(s->db, "DELETE FROM child_groups WHERE pgid = ?", -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
+        r = store_prepare(s, "DELETE FROM child_groups WHERE pgid = ?", &st);
+        if (r < 0)
+                return r;
         (void) sqlite3_bind_int(st, 1, pgid);
-        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-        sqlite3_finalize(st);
-        return r;
+        return sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
 }
 
 void store_child_group_free_many(StoreChildGroup *g, size_t n) {

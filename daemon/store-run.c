@@ -43,17 +43,6 @@ void run_records_free(RunRecord *r, size_t n) {
         free(r);
 }
 
-static int store_step_done(sqlite3_stmt *st) {
-        int r = sqlite3_step(st);
-
-        (void) sqlite3_reset(st);
-        return r == SQLITE_DONE ? 0 : -EIO;
-}
-
-static sqlite3_int64 u64_to_sql(uint64_t v) {
-        return (sqlite3_int64) MIN(v, (uint64_t) INT64_MAX);
-}
-
 static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s) {
         if (s)
                 (void) sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
@@ -161,8 +150,8 @@ static bool run_record_valid(const RunRecord *r) {
 }
 
 int store_run_insert(Store *s, RunRecord *r) {
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         _cleanup_free_ char *argv_text = NULL;
-        sqlite3_stmt *st = NULL;
         int k;
 
         assert_return(s && r && run_record_valid(r));
@@ -170,27 +159,24 @@ int store_run_insert(Store *s, RunRecord *r) {
         argv_text = argv_to_json_text(r->argv);
         if (!argv_text)
                 return -ENOMEM;
-        if (sqlite3_prepare_v2(
-                    s->db,
-                    "INSERT INTO runs (" RUN_COLUMNS ") VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    -1, &st, NULL) != SQLITE_OK) {
-                log_debug("Cannot prepare a run insert: %s", sqlite3_errmsg(s->db));
+        k = store_prepare(s,
+                          "INSERT INTO runs (" RUN_COLUMNS ") VALUES "
+                          "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          &st);
+        if (k < 0)
+                return k;
+        bind_run(st, r, argv_text);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+                log_debug("Cannot insert a run: %s", sqlite3_errmsg(s->db));
                 return -EIO;
         }
-        bind_run(st, r, argv_text);
-        k = sqlite3_step(st);
-        if (k == SQLITE_DONE)
-                r->id = (uint64_t) sqlite3_last_insert_rowid(s->db);
-        else
-                log_debug("Cannot insert a run: %s", sqlite3_errmsg(s->db));
-        sqlite3_finalize(st);
-        return k == SQLITE_DONE ? 0 : -EIO;
+        r->id = (uint64_t) sqlite3_last_insert_rowid(s->db);
+        return 0;
 }
 
 int store_run_update(Store *s, const RunRecord *r) {
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         _cleanup_free_ char *argv_text = NULL;
-        sqlite3_stmt *st = NULL;
         int k;
 
         assert_return(s && r && r->id > 0 && run_record_valid(r));
@@ -198,25 +184,25 @@ int store_run_update(Store *s, const RunRecord *r) {
         argv_text = argv_to_json_text(r->argv);
         if (!argv_text)
                 return -ENOMEM;
-        if (sqlite3_prepare_v2(
-                    s->db,
-                    "UPDATE runs SET workspace_id = ?, workspace = ?, workspace_path = ?, kind = ?, "
-                    "preset = ?, label = ?, icon = ?, argv = ?, params = ?, note = ?, "
-                    "requested_by = ?, uid = ?, status = ?, progress = ?, exit_code = ?, "
-                    "timed_out = ?, queued_at = ?, started_at = ?, finished_at = ?, "
-                    "output_lines = ?, dropped_lines = ?, error = ?, last_error_line = ?, "
-                    "timeout_s = ?, max_output_lines = ?, mask_secrets = ? WHERE id = ?",
-                    -1, &st, NULL) != SQLITE_OK) {
-                log_debug("Cannot prepare a run update: %s", sqlite3_errmsg(s->db));
-                return -EIO;
-        }
+        /* Binds like an insert, id last; workspace_id (?1) is not written: a run never moves, and leaving
+         * it out spares the runs_workspace index a write. */
+        k = store_prepare(s,
+                          "UPDATE runs SET workspace = ?2, workspace_path = ?, kind = ?, "
+                          "preset = ?, label = ?, icon = ?, argv = ?, params = ?, note = ?, "
+                          "requested_by = ?, uid = ?, status = ?, progress = ?, exit_code = ?, "
+                          "timed_out = ?, queued_at = ?, started_at = ?, finished_at = ?, "
+                          "output_lines = ?, dropped_lines = ?, error = ?, last_error_line = ?, "
+                          "timeout_s = ?, max_output_lines = ?, mask_secrets = ? WHERE id = ?",
+                          &st);
+        if (k < 0)
+                return k;
         bind_run(st, r, argv_text);
         (void) sqlite3_bind_int64(st, RUN_N_COLUMNS + 1, u64_to_sql(r->id));
-        k = sqlite3_step(st);
-        if (k != SQLITE_DONE)
+        if (sqlite3_step(st) != SQLITE_DONE) {
                 log_debug("Cannot update run %" PRIu64 ": %s", r->id, sqlite3_errmsg(s->db));
-        sqlite3_finalize(st);
-        return k == SQLITE_DONE ? 0 : -EIO;
+                return -EIO;
+        }
+        return 0;
 }
 
 /* A copy of text column i, NULL for NULL. */
@@ -288,24 +274,21 @@ oom:
 }
 
 int store_run_get(Store *s, uint64_t id, RunRecord *ret) {
-        sqlite3_stmt *st = NULL;
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         int r;
 
         assert_return(s && ret);
-        if (sqlite3_prepare_v2(s->db, "SELECT id, " RUN_COLUMNS " FROM runs WHERE id = ?", -1, &st, NULL) !=
-            SQLITE_OK)
-                return -EIO;
+        r = store_prepare(s, "SELECT id, " RUN_COLUMNS " FROM runs WHERE id = ?", &st);
+        if (r < 0)
+                return r;
         (void) sqlite3_bind_int64(st, 1, u64_to_sql(id));
         r = store_step(st);
         if (r > 0)
-                r = run_record_from_row(st, ret);
-        else if (r == 0)
-                r = -ENOENT;
-        sqlite3_finalize(st);
-        return r;
+                return run_record_from_row(st, ret);
+        return r == 0 ? -ENOENT : r;
 }
 
-/* Steps st (prepared and bound) and reads every row; finalizes st. */
+/* Steps st (prepared and bound) and reads every row; the caller releases st. */
 static int run_records_read(sqlite3_stmt *st, RunRecord **ret, size_t *ret_n) {
         RunRecord *l = NULL;
         size_t n = 0, allocated = 0;
@@ -333,32 +316,36 @@ static int run_records_read(sqlite3_stmt *st, RunRecord **ret, size_t *ret_n) {
                         goto fail;
                 n++;
         }
-        sqlite3_finalize(st);
         *ret = l;
         *ret_n = n;
         return 0;
 fail:
-        sqlite3_finalize(st);
         run_records_free(l, n);
         return r;
 }
 
+#define RUN_LIST_SELECT       "SELECT id, " RUN_COLUMNS " FROM runs WHERE 1"
+#define RUN_LIST_BY_WORKSPACE " AND workspace_id = (SELECT id FROM workspaces WHERE slug = ?)"
+#define RUN_LIST_BY_STATUS    " AND status = ?"
+#define RUN_LIST_ORDER        " ORDER BY id DESC LIMIT ?"
+
 int store_run_list(Store *s, const char *workspace, const char *status, uint64_t limit, RunRecord **ret,
                    size_t *ret_n) {
-        sqlite3_stmt *st = NULL;
-        char sql[512];
-        int i = 1;
+        /* Only the filters given, so that SQLite can use the (workspace_id, id) or (status) index: one
+         * cached statement per combination. */
+        static const char *const sql[4] = {
+                RUN_LIST_SELECT RUN_LIST_ORDER,
+                RUN_LIST_SELECT RUN_LIST_BY_WORKSPACE RUN_LIST_ORDER,
+                RUN_LIST_SELECT RUN_LIST_BY_STATUS RUN_LIST_ORDER,
+                RUN_LIST_SELECT RUN_LIST_BY_WORKSPACE RUN_LIST_BY_STATUS RUN_LIST_ORDER,
+        };
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
+        int i = 1, r;
 
         assert_return(s && ret && ret_n && limit > 0);
-        /* Only the filters given, so that SQLite can use the (workspace_id, id) or (status) index. */
-        (void) snprintf(sql, sizeof(sql),
-                        "SELECT id, " RUN_COLUMNS " FROM runs WHERE 1%s%s ORDER BY id DESC LIMIT ?",
-                        workspace ? " AND workspace_id = (SELECT id FROM workspaces WHERE slug = ?)" : "",
-                        status ? " AND status = ?" : "");
-        if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-                log_debug("Cannot prepare a run list: %s", sqlite3_errmsg(s->db));
-                return -EIO;
-        }
+        r = store_prepare(s, sql[(workspace ? 1 : 0) | (status ? 2 : 0)], &st);
+        if (r < 0)
+                return r;
         if (workspace)
                 (void) sqlite3_bind_text(st, i++, workspace, -1, SQLITE_STATIC);
         if (status)
@@ -368,69 +355,67 @@ int store_run_list(Store *s, const char *workspace, const char *status, uint64_t
 }
 
 int store_run_list_unfinished(Store *s, RunRecord **ret, size_t *ret_n) {
-        sqlite3_stmt *st = NULL;
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
+        int r;
 
         assert_return(s && ret && ret_n);
-        if (sqlite3_prepare_v2(s->db,
-                               "SELECT id, " RUN_COLUMNS " FROM runs WHERE status IN ('queued', 'running') "
-                               "ORDER BY id",
-                               -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
+        r = store_prepare(s,
+                          "SELECT id, " RUN_COLUMNS " FROM runs WHERE status IN ('queued', 'running') "
+                          "ORDER BY id",
+                          &st);
+        if (r < 0)
+                return r;
         return run_records_read(st, ret, ret_n);
 }
 
 int store_run_prune(Store *s, int64_t workspace_id, uint64_t keep) {
-        sqlite3_stmt *st = NULL;
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         int r;
 
         assert_return(s);
-        /* The run_log lines go with their run (ON DELETE CASCADE; foreign_keys is on). */
-        if (sqlite3_prepare_v2(s->db,
-                               "DELETE FROM runs WHERE workspace_id = ?1 "
-                               "AND status NOT IN ('queued', 'running') AND id NOT IN ("
-                               "SELECT id FROM runs WHERE workspace_id = ?1 "
-                               "AND status NOT IN ('queued', 'running') ORDER BY id DESC LIMIT ?2)",
-                               -1, &st, NULL) != SQLITE_OK) {
-                log_debug("Cannot prepare a run prune: %s", sqlite3_errmsg(s->db));
-                return -EIO;
-        }
+        /* The cutoff is the newest finished run beyond the keep newest (the subquery runs once, walking
+         * the runs_finished index from the top); everything finished at or below it goes. The WHERE on
+         * status is runs_finished's, verbatim, so that both lookups use that index. The run_log lines
+         * go with their run (ON DELETE CASCADE; foreign_keys is on): a range of run_log's primary key. */
+        r = store_prepare(s,
+                          "DELETE FROM runs WHERE workspace_id = ?1 AND status NOT IN ('queued', 'running') "
+                          "AND id <= (SELECT id FROM runs WHERE workspace_id = ?1 "
+                          "AND status NOT IN ('queued', 'running') ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                          &st);
+        if (r < 0)
+                return r;
         (void) sqlite3_bind_int64(st, 1, (sqlite3_int64) workspace_id);
         (void) sqlite3_bind_int64(st, 2, u64_to_sql(keep));
-        r = store_step(st);
-        if (r == 0)
-                r = sqlite3_changes(s->db);
-        else {
+        if (store_step(st) != 0) {
                 log_debug("Cannot prune the runs of workspace %" PRIi64 ": %s", workspace_id,
                           sqlite3_errmsg(s->db));
-                r = -EIO;
+                return -EIO;
         }
-        sqlite3_finalize(st);
-        return r;
+        return sqlite3_changes(s->db);
 }
 
 int store_run_log_append(Store *s, uint64_t run_id, const StoreLogLine *lines, size_t n_lines,
                          uint64_t drop_through) {
-        sqlite3_stmt *ins = NULL, *del = NULL;
+        _cleanup_(store_releasep) sqlite3_stmt *ins = NULL, *del = NULL;
         int r;
 
         assert_return(s && (lines || n_lines == 0));
         if (n_lines == 0 && drop_through == 0)
                 return 0;
 
-        if (sqlite3_prepare_v2(s->db,
-                               "INSERT OR REPLACE INTO run_log (run_id, n, time, stream, level, text) "
-                               "VALUES (?, ?, ?, ?, ?, ?)",
-                               -1, &ins, NULL) != SQLITE_OK ||
-            sqlite3_prepare_v2(s->db, "DELETE FROM run_log WHERE run_id = ? AND n <= ?", -1, &del, NULL) !=
-                    SQLITE_OK) {
-                log_debug("Cannot prepare the run log statements: %s", sqlite3_errmsg(s->db));
-                r = -EIO;
-                goto finish;
-        }
-
-        r = store_exec(s, "BEGIN IMMEDIATE");
+        r = store_prepare(s,
+                          "INSERT OR REPLACE INTO run_log (run_id, n, time, stream, level, text) "
+                          "VALUES (?, ?, ?, ?, ?, ?)",
+                          &ins);
         if (r < 0)
-                goto finish;
+                return r;
+        r = store_prepare(s, "DELETE FROM run_log WHERE run_id = ? AND n <= ?", &del);
+        if (r < 0)
+                return r;
+
+        r = store_begin(s);
+        if (r < 0)
+                return r;
         /* One statement for the whole batch: only the bindings change. */
         (void) sqlite3_bind_int64(ins, 1, u64_to_sql(run_id));
         for (size_t i = 0; i < n_lines; i++) {
@@ -456,30 +441,28 @@ int store_run_log_append(Store *s, uint64_t run_id, const StoreLogLine *lines, s
                         goto rollback;
                 }
         }
-        r = store_exec(s, "COMMIT");
+        r = store_commit(s);
         if (r >= 0)
-                goto finish;
+                return r;
 rollback:
-        (void) store_exec(s, "ROLLBACK");
-finish:
-        sqlite3_finalize(ins);
-        sqlite3_finalize(del);
+        store_rollback(s);
         return r;
 }
 
 int store_run_log_read(Store *s, uint64_t run_id, uint64_t since, uint64_t limit, StoreLogLine **ret,
                        size_t *ret_n) {
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         StoreLogLine *lines = NULL;
-        sqlite3_stmt *st = NULL;
         size_t n = 0, allocated = 0;
         int r;
 
         assert_return(s && ret && ret_n);
-        if (sqlite3_prepare_v2(s->db,
-                               "SELECT n, time, stream, level, text FROM run_log "
-                               "WHERE run_id = ? AND n > ? ORDER BY n LIMIT ?",
-                               -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
+        r = store_prepare(s,
+                          "SELECT n, time, stream, level, text FROM run_log "
+                          "WHERE run_id = ? AND n > ? ORDER BY n LIMIT ?",
+                          &st);
+        if (r < 0)
+                return r;
         (void) sqlite3_bind_int64(st, 1, u64_to_sql(run_id));
         (void) sqlite3_bind_int64(st, 2, u64_to_sql(since));
         (void) sqlite3_bind_int64(st, 3, u64_to_sql(limit));
@@ -515,25 +498,23 @@ int store_run_log_read(Store *s, uint64_t run_id, uint64_t since, uint64_t limit
                         goto fail;
                 }
         }
-        sqlite3_finalize(st);
         *ret = lines;
         *ret_n = n;
         return 0;
 fail:
-        sqlite3_finalize(st);
         store_log_lines_free(lines, n);
         return r;
 }
 
 int store_run_log_first(Store *s, uint64_t run_id, uint64_t *ret) {
-        sqlite3_stmt *st = NULL;
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         int64_t v;
         int r;
 
         assert_return(s && ret);
-        if (sqlite3_prepare_v2(s->db, "SELECT coalesce(min(n), 0) FROM run_log WHERE run_id = ?", -1, &st,
-                               NULL) != SQLITE_OK)
-                return -EIO;
+        r = store_prepare(s, "SELECT coalesce(min(n), 0) FROM run_log WHERE run_id = ?", &st);
+        if (r < 0)
+                return r;
         (void) sqlite3_bind_int64(st, 1, u64_to_sql(run_id));
         r = store_step_int64(st, &v);
         if (r >= 0)

@@ -8,16 +8,9 @@
 #include "dj-macro.h"
 #include "store-internal.h"
 
-static int store_step_done(sqlite3_stmt *st) {
-        int r = sqlite3_step(st);
-
-        (void) sqlite3_reset(st);
-        return r == SQLITE_DONE ? 0 : -EIO;
-}
-
 int store_server_log_append(Store *s, int64_t workspace_id, const StoreLogLine *lines, size_t n_lines,
                             uint64_t keep) {
-        sqlite3_stmt *ins = NULL, *del = NULL;
+        _cleanup_(store_releasep) sqlite3_stmt *ins = NULL, *del = NULL;
         uint64_t last = 0;
         int r;
 
@@ -25,21 +18,19 @@ int store_server_log_append(Store *s, int64_t workspace_id, const StoreLogLine *
         if (n_lines == 0)
                 return 0;
 
-        if (sqlite3_prepare_v2(
-                    s->db,
-                    "INSERT OR REPLACE INTO server_log (workspace_id, n, time, stream, level, text) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    -1, &ins, NULL) != SQLITE_OK ||
-            sqlite3_prepare_v2(s->db, "DELETE FROM server_log WHERE workspace_id = ? AND n <= ?", -1, &del,
-                               NULL) != SQLITE_OK) {
-                log_debug("Cannot prepare the server log statements: %s", sqlite3_errmsg(s->db));
-                r = -EIO;
-                goto finish;
-        }
-
-        r = store_exec(s, "BEGIN IMMEDIATE");
+        r = store_prepare(s,
+                          "INSERT OR REPLACE INTO server_log (workspace_id, n, time, stream, level, text) "
+                          "VALUES (?, ?, ?, ?, ?, ?)",
+                          &ins);
         if (r < 0)
-                goto finish;
+                return r;
+        r = store_prepare(s, "DELETE FROM server_log WHERE workspace_id = ? AND n <= ?", &del);
+        if (r < 0)
+                return r;
+
+        r = store_begin(s);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < n_lines; i++) {
                 (void) sqlite3_bind_int64(ins, 1, (sqlite3_int64) workspace_id);
                 (void) sqlite3_bind_int64(ins, 2, (sqlite3_int64) lines[i].n);
@@ -62,26 +53,23 @@ int store_server_log_append(Store *s, int64_t workspace_id, const StoreLogLine *
                 if (r < 0)
                         goto rollback;
         }
-        r = store_exec(s, "COMMIT");
+        r = store_commit(s);
         if (r >= 0)
-                goto finish;
+                return r;
 rollback:
-        (void) store_exec(s, "ROLLBACK");
-finish:
-        sqlite3_finalize(ins);
-        sqlite3_finalize(del);
+        store_rollback(s);
         return r;
 }
 
 int store_server_log_max_n(Store *s, int64_t workspace_id, uint64_t *ret) {
-        sqlite3_stmt *st = NULL;
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         int64_t v;
         int r;
 
         assert_return(s && ret);
-        if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(n), 0) FROM server_log WHERE workspace_id = ?",
-                               -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
+        r = store_prepare(s, "SELECT coalesce(max(n), 0) FROM server_log WHERE workspace_id = ?", &st);
+        if (r < 0)
+                return r;
         (void) sqlite3_bind_int64(st, 1, (sqlite3_int64) workspace_id);
         r = store_step_int64(st, &v);
         if (r >= 0)
@@ -100,18 +88,19 @@ void store_log_lines_free(StoreLogLine *l, size_t n) {
 
 int store_server_log_read(Store *s, int64_t workspace_id, uint64_t since, uint64_t limit, StoreLogLine **ret,
                           size_t *ret_n) {
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         StoreLogLine *lines = NULL;
-        sqlite3_stmt *st = NULL;
         size_t n = 0, allocated = 0;
         int r;
 
         assert_return(s && ret && ret_n);
         /* The newest limit lines, read newest first and stored back to front. */
-        if (sqlite3_prepare_v2(s->db,
-                               "SELECT n, time, stream, level, text FROM server_log "
-                               "WHERE workspace_id = ? AND n > ? ORDER BY n DESC LIMIT ?",
-                               -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
+        r = store_prepare(s,
+                          "SELECT n, time, stream, level, text FROM server_log "
+                          "WHERE workspace_id = ? AND n > ? ORDER BY n DESC LIMIT ?",
+                          &st);
+        if (r < 0)
+                return r;
         (void) sqlite3_bind_int64(st, 1, (sqlite3_int64) workspace_id);
         (void) sqlite3_bind_int64(st, 2, (sqlite3_int64) MIN(since, (uint64_t) INT64_MAX));
         (void) sqlite3_bind_int64(st, 3, (sqlite3_int64) MIN(limit, (uint64_t) INT64_MAX));
@@ -147,7 +136,6 @@ int store_server_log_read(Store *s, int64_t workspace_id, uint64_t since, uint64
                         goto fail;
                 }
         }
-        sqlite3_finalize(st);
         for (size_t i = 0; i < n / 2; i++) {
                 StoreLogLine t = lines[i];
 
@@ -158,7 +146,6 @@ int store_server_log_read(Store *s, int64_t workspace_id, uint64_t since, uint64
         *ret_n = n;
         return 0;
 fail:
-        sqlite3_finalize(st);
         store_log_lines_free(lines, n);
         return r;
 }

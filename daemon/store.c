@@ -88,6 +88,8 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
         "        mask_secrets INTEGER NOT NULL DEFAULT 0);"
         "CREATE INDEX runs_workspace ON runs (workspace_id, id);"
         "CREATE INDEX runs_status ON runs (status);"
+        /* store_run_prune's: the finished runs of a workspace, by id (its WHERE is the query's, verbatim) */
+        "CREATE INDEX runs_finished ON runs (workspace_id, id) WHERE status NOT IN ('queued', 'running');"
         "CREATE TABLE run_log ("
         "        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
         "        n INTEGER NOT NULL,"
@@ -113,10 +115,106 @@ int store_exec(Store *s, const char *sql) {
         return 0;
 }
 
+/* FNV-1a: the cache's first comparison; the text itself decides. */
+static uint64_t store_sql_hash(const char *sql) {
+        uint64_t h = UINT64_C(14695981039346656037);
+
+        for (const unsigned char *p = (const unsigned char *) sql; *p; p++)
+                h = (h ^ *p) * UINT64_C(1099511628211);
+        return h;
+}
+
+int store_prepare(Store *s, const char *sql, sqlite3_stmt **ret) {
+        sqlite3_stmt *st = NULL;
+        const char *tail = NULL;
+        uint64_t h;
+
+        assert_return(s && sql && ret);
+
+        h = store_sql_hash(sql);
+        for (size_t i = 0; i < s->n_stmts; i++) {
+                StoreCachedStmt *c = &s->stmts[i];
+
+                if (c->hash != h || !streq(sqlite3_sql(c->st), sql))
+                        continue;
+                if (sqlite3_stmt_busy(c->st)) {
+                        log_debug("Statement is in use already (not released): %s", sql);
+                        return -EBUSY;
+                }
+                *ret = c->st;
+                return 0;
+        }
+
+        if (s->n_stmts == s->n_stmts_allocated) {
+                size_t m = s->n_stmts_allocated ? s->n_stmts_allocated * 2 : 32;
+                StoreCachedStmt *a = realloc(s->stmts, m * sizeof(StoreCachedStmt));
+
+                if (!a)
+                        return -ENOMEM;
+                s->stmts = a;
+                s->n_stmts_allocated = m;
+        }
+        if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail) != SQLITE_OK) {
+                log_debug("Cannot prepare '%s': %s", sql, sqlite3_errmsg(s->db));
+                return -EIO;
+        }
+        /* One statement exactly: its text (sqlite3_sql()) is the key. */
+        if (!st || tail[strspn(tail, " \t\n;")] != 0) {
+                log_debug("Not one SQL statement, not cached: %s", sql);
+                sqlite3_finalize(st);
+                return -EINVAL;
+        }
+        s->stmts[s->n_stmts++] = (StoreCachedStmt){ .hash = h, .st = st };
+        *ret = st;
+        return 0;
+}
+
+void store_release(sqlite3_stmt *st) {
+        /* reset returns the last step's error again: it was seen (or ignored) already */
+        (void) sqlite3_reset(st);
+        (void) sqlite3_clear_bindings(st);
+}
+
+/* Steps a cached statement without parameters or rows. */
+static int store_exec_cached(Store *s, const char *sql) {
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_prepare(s, sql, &st);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EIO;
+        if (sqlite3_step(st) != SQLITE_DONE) {
+                log_debug("SQL failed: %s: %s", sql, sqlite3_errmsg(s->db));
+                return -EIO;
+        }
+        return 0;
+}
+
+int store_begin(Store *s) {
+        return store_exec_cached(s, "BEGIN IMMEDIATE");
+}
+
+int store_commit(Store *s) {
+        return store_exec_cached(s, "COMMIT");
+}
+
+void store_rollback(Store *s) {
+        /* Without a transaction (COMMIT failed and ended it anyway) this fails harmlessly. */
+        if (sqlite3_get_autocommit(s->db) == 0)
+                (void) store_exec_cached(s, "ROLLBACK");
+}
+
 int store_step(sqlite3_stmt *st) {
         int r = sqlite3_step(st);
 
         return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_step_done(sqlite3_stmt *st) {
+        int r = sqlite3_step(st);
+
+        (void) sqlite3_reset(st);
+        return r == SQLITE_DONE ? 0 : -EIO;
 }
 
 int store_step_int64(sqlite3_stmt *st, int64_t *ret) {
@@ -124,7 +222,6 @@ int store_step_int64(sqlite3_stmt *st, int64_t *ret) {
 
         if (r > 0)
                 *ret = (int64_t) sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
         return r > 0 ? 0 : r == 0 ? -ENOENT : r;
 }
 
@@ -142,6 +239,7 @@ static int store_pragma_int(Store *s, const char *sql, int *ret) {
         if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
                 return -EIO;
         r = store_step_int64(st, &v);
+        sqlite3_finalize(st);
         if (r >= 0)
                 *ret = (int) v;
         return r;
@@ -224,10 +322,15 @@ Store *store_free(Store *s) {
         if (!s)
                 return NULL;
         if (s->db) {
+                /* Every statement goes before the close: one left behind keeps the connection open. */
+                for (size_t i = 0; i < s->n_stmts; i++)
+                        (void) sqlite3_finalize(s->stmts[i].st);
                 /* Leave a small WAL behind: fold it into the main file on a clean close. */
                 (void) sqlite3_exec(s->db, "PRAGMA optimize", NULL, NULL, NULL);
-                (void) sqlite3_close(s->db);
+                if (sqlite3_close(s->db) != SQLITE_OK)
+                        log_debug("%s: cannot close the store: %s", s->path, sqlite3_errmsg(s->db));
         }
+        free(s->stmts);
         free(s->path);
         free(s);
         return NULL;
@@ -285,12 +388,13 @@ const char *store_path(Store *s) {
 }
 
 int store_meta_get_u64(Store *s, const char *key, uint64_t *ret) {
-        sqlite3_stmt *st = NULL;
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         int64_t v;
         int r;
 
-        if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = ?", -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
+        r = store_prepare(s, "SELECT value FROM meta WHERE key = ?", &st);
+        if (r < 0)
+                return r;
         (void) sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         r = store_step_int64(st, &v);
         if (r >= 0)
@@ -299,19 +403,18 @@ int store_meta_get_u64(Store *s, const char *key, uint64_t *ret) {
 }
 
 int store_meta_set_u64(Store *s, const char *key, uint64_t value) {
-        sqlite3_stmt *st = NULL;
+        _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         int r;
 
-        if (sqlite3_prepare_v2(s->db,
-                               "INSERT INTO meta (key, value) VALUES (?, ?) "
-                               "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                               -1, &st, NULL) != SQLITE_OK)
-                return -EIO;
+        r = store_prepare(s,
+                          "INSERT INTO meta (key, value) VALUES (?, ?) "
+                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                          &st);
+        if (r < 0)
+                return r;
         (void) sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
         (void) sqlite3_bind_int64(st, 2, (sqlite3_int64) value);
-        r = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
-        sqlite3_finalize(st);
-        return r;
+        return sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
 }
 
 int store_daemon_started(Store *s, int pid, const char *version, uint64_t started_at, uint64_t *ret_id,

@@ -95,13 +95,14 @@ typedef struct RunRecord {
         char *kind;           /* "task" */
         char *preset;         /* key */
         char *label;
-        char *icon; /* NULL */
+        char *icon;   /* NULL */
         char **argv;  /* as run (placeholders expanded) */
         char *params; /* the params given, a JSON object as text ("{}" when none) */
         char *note;   /* NULL */
         char *requested_by;
         uint32_t uid;
-        char status[16]; /* "queued", "running", "succeeded", "failed", "cancelled", "timed_out", "interrupted" */
+        /* "queued", "running", "succeeded", "failed", "cancelled", "timed_out", "interrupted" */
+        char status[16];
         unsigned progress;
         bool has_exit_code;
         int exit_code; /* the exit status, or 128 + the signal that killed it */
@@ -122,7 +123,8 @@ void run_records_free(RunRecord *r, size_t n);
 
 /* Inserts r (every field but id) and sets r->id. Ids grow and are never reused. */
 int store_run_insert(Store *s, RunRecord *r);
-/* Writes the mutable fields of r (status, progress, exit code, times, counts, error, argv...) by r->id. */
+/* Writes the mutable fields of r (status, progress, exit code, times, counts, error, argv...) by r->id: every
+ * field but id and workspace_id (a run never moves to another workspace). */
 int store_run_update(Store *s, const RunRecord *r);
 /* -ENOENT when there is no such run. */
 int store_run_get(Store *s, uint64_t id, RunRecord *ret);

@@ -425,6 +425,100 @@ static void test_prune(void **state) {
         assert_int_equal(count_log(s, ids[0]), 5);
 }
 
+/* Many runs: the newest keep finished ones of the workspace survive, with every queued and running one
+ * and every run of the other workspace; the log lines of the deleted ones go with them. */
+static void test_prune_many(void **state) {
+        enum { N = 2000, KEEP = 500 };
+        _cleanup_(store_freep) Store *s = open_store("prune-many.db");
+        int64_t a = add_workspace(s, "atlas"), b = add_workspace(s, "blog");
+        static uint64_t ids[N];
+        static bool finished[N], expect[N];
+        size_t n_finished = 0, n_expect = 0, n_other = 0, kept = 0;
+        RunRecord *l = NULL;
+        size_t n = 0;
+        uint64_t t0, t1;
+        int deleted;
+
+        for (size_t i = 0; i < N; i++) {
+                static const char *const statuses[] = { "succeeded", "failed", "cancelled", "timed_out",
+                                                        "interrupted" };
+                const char *status = i % 13 == 0 ? "queued" : i % 17 == 0 ? "running" : statuses[i % 5];
+
+                ids[i] = insert_run(s, a, "atlas", "check", status);
+                finished[i] = i % 13 != 0 && i % 17 != 0;
+                if (i % 10 == 0) {
+                        (void) insert_run(s, b, "blog", "check", "succeeded");
+                        n_other++;
+                }
+                if (i % 100 == 0)
+                        add_lines(s, ids[i], 1, 3, 0);
+        }
+        for (size_t i = N; i > 0; i--) {
+                bool keep = !finished[i - 1] || kept < KEEP;
+
+                if (finished[i - 1] && kept < KEEP)
+                        kept++;
+                expect[i - 1] = keep;
+                n_expect += keep;
+                n_finished += finished[i - 1];
+        }
+
+        t0 = now_usec(CLOCK_MONOTONIC);
+        deleted = store_run_prune(s, a, KEEP);
+        t1 = now_usec(CLOCK_MONOTONIC);
+        print_message("pruned %d of %d runs: %" PRIu64 " us\n", deleted, N, t1 - t0);
+        assert_int_equal(deleted, (int) (n_finished - KEEP));
+        assert_int_equal(store_run_list(s, "atlas", NULL, 100000, &l, &n), 0);
+        assert_int_equal(n, n_expect);
+        for (size_t i = N, j = 0; i > 0; i--) {
+                if (!expect[i - 1])
+                        continue;
+                assert_true(j < n);
+                assert_int_equal(l[j].id, ids[i - 1]);
+                j++;
+        }
+        run_records_free(l, n);
+        for (size_t i = 0; i < N; i += 100)
+                assert_int_equal(count_log(s, ids[i]), expect[i] ? 3 : 0);
+        assert_int_equal(store_run_list(s, "blog", NULL, 100000, &l, &n), 0);
+        assert_int_equal(n, n_other);
+        run_records_free(l, n);
+
+        /* again, and with more to keep than there are: nothing */
+        assert_int_equal(store_run_prune(s, a, KEEP), 0);
+        assert_int_equal(store_run_prune(s, a, UINT64_MAX), 0);
+
+        /* one more finished run: exactly the oldest finished one goes */
+        {
+                uint64_t oldest = 0, second = 0, id;
+                RunRecord got = {};
+
+                for (size_t i = 0; i < N && !second; i++)
+                        if (expect[i] && finished[i]) {
+                                if (oldest)
+                                        second = ids[i];
+                                else
+                                        oldest = ids[i];
+                        }
+                id = insert_run(s, a, "atlas", "check", "succeeded");
+                assert_int_equal(store_run_prune(s, a, KEEP), 1);
+                assert_int_equal(store_run_get(s, oldest, &got), -ENOENT);
+                assert_int_equal(store_run_get(s, second, &got), 0);
+                run_record_done(&got);
+                assert_int_equal(store_run_get(s, id, &got), 0);
+                run_record_done(&got);
+        }
+
+        /* keep 1 */
+        assert_int_equal(store_run_prune(s, a, 1), KEEP - 1);
+        assert_int_equal(store_run_list(s, "atlas", NULL, 100000, &l, &n), 0);
+        assert_int_equal(n, n_expect - KEEP + 1);
+        assert_string_equal(l[0].status, "succeeded");
+        for (size_t i = 1; i < n; i++)
+                assert_true(streq(l[i].status, "queued") || streq(l[i].status, "running"));
+        run_records_free(l, n);
+}
+
 static void test_log(void **state) {
         _cleanup_(store_freep) Store *s = open_store("log.db");
         int64_t a = add_workspace(s, "atlas");
@@ -591,6 +685,7 @@ int main(void) {
                 cmocka_unit_test(test_insert_refuses_incomplete),
                 cmocka_unit_test(test_list),
                 cmocka_unit_test(test_prune),
+                cmocka_unit_test(test_prune_many),
                 cmocka_unit_test(test_log),
                 cmocka_unit_test(test_log_batch_speed),
                 cmocka_unit_test(test_migrate_from_3),
