@@ -261,7 +261,8 @@ static void queue_trim(RunQueue *q) {
         uint64_t keep = q->daemon->config->run_retention;
         Run *r, *prev, *next;
 
-        for (r = q->last; keep > 0 && r; r = prev) {
+        /* Only when fewer are kept than are in memory can a run in memory be gone from the store. */
+        for (r = q->last; keep > 0 && keep < q->n_finished && r; r = prev) {
                 uint64_t newer = 0;
 
                 prev = r->prev;
