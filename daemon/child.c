@@ -5,10 +5,12 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -397,6 +399,21 @@ static int child_notify_socket(char **ret_env, int *ret_fd) {
         return 0;
 }
 
+/* The child runs on a stack of its own, in our memory (CLONE_VM): what it needs, with a guard page below
+ * (the stack grows down). The sanitizers' runtime, reached through libc's intercepted calls, takes more. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CHILD_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHILD_SANITIZED 1
+#endif
+#endif
+#ifdef CHILD_SANITIZED
+#define CHILD_STACK_SIZE ((size_t) 256 * 1024)
+#else
+#define CHILD_STACK_SIZE ((size_t) 64 * 1024)
+#endif
+
 typedef struct ChildExec {
         const char *path;
         char *const *argv;
@@ -404,16 +421,25 @@ typedef struct ChildExec {
         char *listen_pid; /* inside envp: "LISTEN_PID=" and room for the digits */
         const char *cwd;
         int cwd_fd;
-        int null_fd, out_fd, err_fd, listen_fd, error_fd;
+        int null_fd, out_fd, err_fd, listen_fd;
         int pdeath_signal;
         pid_t parent;
+        int exec_errno; /* written by the child when it fails before or at execve() */
 } ChildExec;
 
-/* In the child, between fork() and execve(): async-signal-safe calls only. */
-_noreturn_ static void child_exec(const ChildExec *x) {
+/* In the child, between clone() and execve(). It shares our memory (CLONE_VM) and runs while the calling
+ * thread is suspended (CLONE_VFORK), on its own stack: no malloc, no stdio, no locks, only system calls
+ * (async-signal-safe functions), and no write to our memory but x->exec_errno and the digits after
+ * "LISTEN_PID=" (in the environment built for this child alone). errno is our thread's too: the caller
+ * does not look at it after a successful clone(). Every signal is blocked on entry: no handler of ours
+ * can run here, and they are all reset before the mask is lifted. Not instrumented by the sanitizers:
+ * their bookkeeping (stack poisoning of a frame that never returns, fake stacks, reports) would land
+ * in the memory we share. */
+__attribute__((no_sanitize("address", "undefined"))) static int child_exec(void *userdata) {
+        ChildExec *x = userdata;
         struct sigaction sa = { .sa_handler = SIG_DFL };
         sigset_t none;
-        int r, first;
+        int first;
 
         (void) setpgid(0, 0);
         for (int sig = 1; sig < _NSIG; sig++)
@@ -423,7 +449,7 @@ _noreturn_ static void child_exec(const ChildExec *x) {
         if (prctl(PR_SET_PDEATHSIG, x->pdeath_signal) < 0)
                 goto fail;
         if (getppid() != x->parent)
-                _exit(EXIT_FAILURE); /* the daemon is already gone */
+                return EXIT_FAILURE; /* the daemon is already gone */
 
         /* First, before any dup2() can land on it. */
         if (x->cwd_fd > 0 && fchdir(x->cwd_fd) < 0)
@@ -438,7 +464,7 @@ _noreturn_ static void child_exec(const ChildExec *x) {
         } else if (x->listen_fd >= 0 && dup2(x->listen_fd, 3) < 0)
                 goto fail;
 
-        /* Nothing else is inherited. error_fd is O_CLOEXEC: it stays open until the exec succeeds. */
+        /* Nothing else is inherited (our fd table is not shared: no CLONE_FILES). */
         first = x->listen_fd >= 0 ? 4 : 3;
         if (close_range((unsigned) first, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
                 struct rlimit rl;
@@ -447,8 +473,7 @@ _noreturn_ static void child_exec(const ChildExec *x) {
                 if (getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur != RLIM_INFINITY)
                         max = (int) MIN(rl.rlim_cur, (rlim_t) INT_MAX);
                 for (int fd = first; fd < max; fd++)
-                        if (fd != x->error_fd)
-                                (void) close(fd);
+                        (void) close(fd);
         }
 
         if (x->cwd_fd <= 0 && x->cwd && chdir(x->cwd) < 0)
@@ -456,8 +481,8 @@ _noreturn_ static void child_exec(const ChildExec *x) {
 
         if (x->listen_pid) {
                 char digits[CHILD_PID_DIGITS];
-                char *p = x->listen_pid + strlen("LISTEN_PID=");
-                pid_t pid = getpid();
+                char *p = x->listen_pid + (sizeof("LISTEN_PID=") - 1);
+                pid_t pid = (pid_t) syscall(SYS_getpid); /* never a pid cached in the memory we share */
                 int n = 0;
 
                 do {
@@ -474,22 +499,47 @@ _noreturn_ static void child_exec(const ChildExec *x) {
 
         execve(x->path, x->argv, x->envp);
 fail:
-        r = errno;
-        (void) !write(x->error_fd, &r, sizeof(r));
-        _exit(127);
+        x->exec_errno = errno > 0 ? errno : EIO;
+        return 127; /* clone()'s exit: no noreturn _exit() for the sanitizers to unwind our stack on */
+}
+
+/* Starts x in a child sharing our memory, suspended until it has called execve() or exited (what
+ * posix_spawn() does): no copy of the address space, no copy-on-write faults afterwards. Every signal
+ * is blocked by the caller. Returns the pid, with a pidfd for it. */
+static int child_clone(ChildExec *x, int *ret_pidfd) {
+        size_t page = (size_t) sysconf(_SC_PAGESIZE), size = CHILD_STACK_SIZE + page;
+        int pidfd = -1;
+        void *stack;
+        pid_t pid;
+        int r;
+
+        stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED)
+                return -errno;
+        if (mprotect(stack, page, PROT_NONE) < 0) { /* the guard */
+                r = -errno;
+                (void) munmap(stack, size);
+                return r;
+        }
+        pid = clone(child_exec, (uint8_t *) stack + size, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, x,
+                    &pidfd);
+        r = pid < 0 ? -errno : 0;
+        (void) munmap(stack, size); /* the child has execve()d or exited: its stack is ours again */
+        if (r < 0)
+                return r;
+        *ret_pidfd = pidfd;
+        return (int) pid;
 }
 
 int child_spawn(Loop *l, const ChildSpec *spec, const ChildOps *ops, void *userdata, Child **ret) {
         _cleanup_close_ int null_fd = -1, listen_fd = -1, notify_fd = -1, pidfd = -1;
-        int out[2] = { -1, -1 }, err[2] = { -1, -1 }, errpipe[2] = { -1, -1 };
+        int out[2] = { -1, -1 }, err[2] = { -1, -1 };
         _cleanup_strv_free_ char **envp = NULL;
         _cleanup_free_ char *path = NULL, *notify_env = NULL;
         _cleanup_(child_freep) Child *c = NULL;
         char *listen_pid = NULL;
         sigset_t all, saved;
         ChildExec x;
-        int exec_errno = 0;
-        ssize_t n;
         pid_t pid;
         int r;
 
@@ -554,13 +604,13 @@ int child_spawn(Loop *l, const ChildSpec *spec, const ChildOps *ops, void *userd
         null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (null_fd < 0)
                 return -errno;
-        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(errpipe, O_CLOEXEC) < 0) {
+        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
                 r = -errno;
                 goto fail_fds;
         }
         /* The child's sources land on 0..3: keep every fd it needs above them. */
         if ((r = fd_move_above(&null_fd, 4)) < 0 || (r = fd_move_above(&out[1], 4)) < 0 ||
-            (r = fd_move_above(&err[1], 4)) < 0 || (r = fd_move_above(&errpipe[1], 4)) < 0 ||
+            (r = fd_move_above(&err[1], 4)) < 0 ||
             (listen_fd >= 0 && listen_fd != 3 && (r = fd_move_above(&listen_fd, 4)) < 0))
                 goto fail_fds;
 
@@ -575,50 +625,35 @@ int child_spawn(Loop *l, const ChildSpec *spec, const ChildOps *ops, void *userd
                 .out_fd = out[1],
                 .err_fd = err[1],
                 .listen_fd = listen_fd,
-                .error_fd = errpipe[1],
                 .pdeath_signal = spec->pdeath_signal > 0 ? spec->pdeath_signal : SIGTERM,
                 .parent = getpid(),
         };
 
-        /* No signal handler of ours may run in the child before it resets them. */
+        /* No signal handler of ours may run in the child before it resets them (it would run in our memory). */
         (void) sigfillset(&all);
         (void) pthread_sigmask(SIG_SETMASK, &all, &saved);
         c->started_at = now_usec(CLOCK_REALTIME);
-        pid = fork();
-        if (pid == 0)
-                child_exec(&x);
-        r = pid < 0 ? -errno : 0;
+        r = child_clone(&x, &pidfd);
         (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
         if (r < 0)
                 goto fail_fds;
+        pid = (pid_t) r;
 
         (void) setpgid(pid, pid); /* also here: killpg() works as soon as we return (fails after exec) */
         out[1] = safe_close(out[1]);
         err[1] = safe_close(err[1]);
-        errpipe[1] = safe_close(errpipe[1]);
         null_fd = safe_close(null_fd);
         listen_fd = safe_close(listen_fd);
 
-        do
-                n = read(errpipe[0], &exec_errno, sizeof(exec_errno));
-        while (n < 0 && errno == EINTR);
-        errpipe[0] = safe_close(errpipe[0]);
-        if (n == sizeof(exec_errno)) {
+        /* We are back: the child has execve()d, or failed and exited. */
+        if (x.exec_errno != 0) {
                 (void) waitpid(pid, NULL, 0);
-                r = -(exec_errno > 0 ? exec_errno : EIO);
+                r = -x.exec_errno;
                 goto fail_fds;
         }
 
         c->pid = pid;
         c->running = true;
-        pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
-        if (pidfd < 0) {
-                r = -errno;
-                (void) killpg(pid, SIGKILL);
-                (void) waitpid(pid, NULL, 0);
-                c->running = false;
-                goto fail_fds;
-        }
         c->pidfd = TAKE_FD(pidfd);
 
         /* From here on child_free() (through the cleanup) kills and reaps it on failure. */
@@ -658,8 +693,6 @@ fail_fds:
         (void) safe_close(out[1]);
         (void) safe_close(err[0]);
         (void) safe_close(err[1]);
-        (void) safe_close(errpipe[0]);
-        (void) safe_close(errpipe[1]);
         return r;
 }
 
