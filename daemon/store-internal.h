@@ -64,3 +64,7 @@ char *store_column_strdup(sqlite3_stmt *st, int i);
 static inline sqlite3_int64 u64_to_sql(uint64_t v) {
         return (sqlite3_int64) MIN(v, (uint64_t) INT64_MAX);
 }
+
+/* Steps st (prepared and bound, selecting n, time, stream, level, text) to its end and returns the rows as
+ * log lines, in the statement's order. 0, -ENOMEM or -EIO (nothing returned then). */
+int store_log_lines_collect(sqlite3_stmt *st, StoreLogLine **ret, size_t *ret_n);

@@ -452,8 +452,6 @@ rollback:
 int store_run_log_read(Store *s, uint64_t run_id, uint64_t since, uint64_t limit, StoreLogLine **ret,
                        size_t *ret_n) {
         _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
-        StoreLogLine *lines = NULL;
-        size_t n = 0, allocated = 0;
         int r;
 
         assert_return(s && ret && ret_n);
@@ -466,44 +464,7 @@ int store_run_log_read(Store *s, uint64_t run_id, uint64_t since, uint64_t limit
         (void) sqlite3_bind_int64(st, 1, u64_to_sql(run_id));
         (void) sqlite3_bind_int64(st, 2, u64_to_sql(since));
         (void) sqlite3_bind_int64(st, 3, u64_to_sql(limit));
-        for (;;) {
-                StoreLogLine *l;
-
-                r = store_step(st);
-                if (r < 0)
-                        goto fail;
-                if (r == 0)
-                        break;
-                if (n == allocated) {
-                        size_t m = allocated ? allocated * 2 : 64;
-                        StoreLogLine *a = realloc(lines, m * sizeof(StoreLogLine));
-
-                        if (!a) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
-                        lines = a;
-                        allocated = m;
-                }
-                l = &lines[n++];
-                *l = (StoreLogLine){
-                        .n = column_u64(st, 0),
-                        .time = column_u64(st, 1),
-                        .stream = store_column_strdup(st, 2),
-                        .level = store_column_strdup(st, 3),
-                        .text = store_column_strdup(st, 4),
-                };
-                if (!l->stream || !l->level || !l->text) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-        }
-        *ret = lines;
-        *ret_n = n;
-        return 0;
-fail:
-        store_log_lines_free(lines, n);
-        return r;
+        return store_log_lines_collect(st, ret, ret_n);
 }
 
 int store_run_log_first(Store *s, uint64_t run_id, uint64_t *ret) {

@@ -90,7 +90,7 @@ int store_server_log_read(Store *s, int64_t workspace_id, uint64_t since, uint64
                           size_t *ret_n) {
         _cleanup_(store_releasep) sqlite3_stmt *st = NULL;
         StoreLogLine *lines = NULL;
-        size_t n = 0, allocated = 0;
+        size_t n = 0;
         int r;
 
         assert_return(s && ret && ret_n);
@@ -104,38 +104,10 @@ int store_server_log_read(Store *s, int64_t workspace_id, uint64_t since, uint64
         (void) sqlite3_bind_int64(st, 1, (sqlite3_int64) workspace_id);
         (void) sqlite3_bind_int64(st, 2, (sqlite3_int64) MIN(since, (uint64_t) INT64_MAX));
         (void) sqlite3_bind_int64(st, 3, (sqlite3_int64) MIN(limit, (uint64_t) INT64_MAX));
-        for (;;) {
-                StoreLogLine *l;
-
-                r = store_step(st);
-                if (r < 0)
-                        goto fail;
-                if (r == 0)
-                        break;
-                if (n == allocated) {
-                        size_t m = allocated ? allocated * 2 : 64;
-                        StoreLogLine *a = realloc(lines, m * sizeof(StoreLogLine));
-
-                        if (!a) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
-                        lines = a;
-                        allocated = m;
-                }
-                l = &lines[n++];
-                *l = (StoreLogLine){
-                        .n = (uint64_t) sqlite3_column_int64(st, 0),
-                        .time = (uint64_t) sqlite3_column_int64(st, 1),
-                        .stream = store_column_strdup(st, 2),
-                        .level = store_column_strdup(st, 3),
-                        .text = store_column_strdup(st, 4),
-                };
-                if (!l->stream || !l->level || !l->text) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-        }
+        r = store_log_lines_collect(st, &lines, &n);
+        if (r < 0)
+                return r;
+        /* Newest first from the query (to take the newest limit lines): oldest first for the caller. */
         for (size_t i = 0; i < n / 2; i++) {
                 StoreLogLine t = lines[i];
 
@@ -145,7 +117,4 @@ int store_server_log_read(Store *s, int64_t workspace_id, uint64_t since, uint64
         *ret = lines;
         *ret_n = n;
         return 0;
-fail:
-        store_log_lines_free(lines, n);
-        return r;
 }

@@ -467,3 +467,48 @@ int store_daemon_stopped(Store *s, uint64_t id, uint64_t stopped_at, const char 
         sqlite3_finalize(st);
         return r;
 }
+
+int store_log_lines_collect(sqlite3_stmt *st, StoreLogLine **ret, size_t *ret_n) {
+        StoreLogLine *lines = NULL;
+        size_t n = 0, allocated = 0;
+        int r;
+
+        for (;;) {
+                StoreLogLine *l;
+
+                r = store_step(st);
+                if (r < 0)
+                        goto fail;
+                if (r == 0)
+                        break;
+                if (n == allocated) {
+                        size_t m = allocated ? allocated * 2 : 64;
+                        StoreLogLine *a = realloc(lines, m * sizeof(StoreLogLine));
+
+                        if (!a) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        lines = a;
+                        allocated = m;
+                }
+                l = &lines[n++];
+                *l = (StoreLogLine){
+                        .n = (uint64_t) sqlite3_column_int64(st, 0),
+                        .time = (uint64_t) sqlite3_column_int64(st, 1),
+                        .stream = store_column_strdup(st, 2),
+                        .level = store_column_strdup(st, 3),
+                        .text = store_column_strdup(st, 4),
+                };
+                if (!l->stream || !l->level || !l->text) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        *ret = lines;
+        *ret_n = n;
+        return 0;
+fail:
+        store_log_lines_free(lines, n);
+        return r;
+}
