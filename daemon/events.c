@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
+#include <assert.h>
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,10 +41,25 @@ static json_t *json_decref_null(json_t *j) {
         return NULL;
 }
 
+EventLine *event_line_ref(EventLine *l) {
+        if (l)
+                l->n_ref++;
+        return l;
+}
+
+EventLine *event_line_unref(EventLine *l) {
+        if (!l)
+                return NULL;
+        assert(l->n_ref > 0);
+        if (--l->n_ref == 0)
+                free(l);
+        return NULL;
+}
+
 static void event_done(Event *e) {
         free(e->topic);
         json_decref(e->data);
-        free(e->line);
+        event_line_unref(e->line);
         *e = (Event){};
 }
 
@@ -151,8 +169,64 @@ static bool subscriber_matches(const EventSubscriber *s, const char *topic) {
         return false;
 }
 
-char *events_format_line(const char *topic, uint64_t seq, uint64_t timestamp, json_t *data,
-                         size_t *ret_len) {
+typedef struct LineBuilder {
+        EventLine *line;
+        size_t alloc; /* bytes[] room */
+} LineBuilder;
+
+static int line_builder_reserve(LineBuilder *b, size_t more) {
+        EventLine *l;
+        size_t need, a;
+
+        if (more > SIZE_MAX / 2 - offsetof(EventLine, bytes) - b->line->len)
+                return -ENOMEM;
+        need = b->line->len + more;
+        if (need <= b->alloc)
+                return 0;
+        a = MAX(b->alloc * 2, need);
+        l = realloc(b->line, offsetof(EventLine, bytes) + a);
+        if (!l)
+                return -ENOMEM;
+        b->line = l;
+        b->alloc = a;
+        return 0;
+}
+
+static int line_builder_append_cb(const char *buf, size_t size, void *userdata) {
+        LineBuilder *b = userdata;
+
+        if (line_builder_reserve(b, size) < 0)
+                return -1;
+        memcpy(b->line->bytes + b->line->len, buf, size);
+        b->line->len += size;
+        return 0;
+}
+
+/* The same bytes as rpc_dumps_line(), dumped straight into the line's own allocation (json_dumps() would
+ * copy them once more). */
+static EventLine *line_dump(json_t *msg) {
+        LineBuilder b = { .alloc = 1024 };
+        EventLine *l;
+
+        if (!msg)
+                return NULL;
+        b.line = malloc(offsetof(EventLine, bytes) + b.alloc);
+        if (!b.line)
+                return NULL;
+        *b.line = (EventLine){ .n_ref = 1 };
+        if (json_dump_callback(msg, line_builder_append_cb, &b, JSON_COMPACT) < 0 ||
+            line_builder_reserve(&b, 2) < 0) {
+                free(b.line);
+                return NULL;
+        }
+        b.line->bytes[b.line->len++] = '\n';
+        b.line->bytes[b.line->len] = '\0';
+        /* Give back what doubling left over: the line may live long, in the ring. */
+        l = realloc(b.line, offsetof(EventLine, bytes) + b.line->len + 1);
+        return l ?: b.line;
+}
+
+EventLine *events_format_line(const char *topic, uint64_t seq, uint64_t timestamp, json_t *data) {
         _cleanup_free_ char *time = format_timestamp_iso(timestamp);
         json_auto_t *msg = NULL;
 
@@ -160,13 +234,14 @@ char *events_format_line(const char *topic, uint64_t seq, uint64_t timestamp, js
                 return NULL;
         msg = rpc_notification_new("event", json_pack("{s:s, s:I, s:s, s:O}", "topic", topic, "seq",
                                                       (json_int_t) seq, "time", time, "data", data));
-        return rpc_dumps_line(msg, ret_len);
+        return line_dump(msg);
 }
 
 static void events_evict_oldest(Events *ev) {
         Event *e = &ev->ring[ev->head];
 
-        ev->bytes -= e->line_len;
+        /* Subscribers that still have the line queued keep it alive. */
+        ev->bytes -= e->line->len;
         event_done(e);
         ev->head = (ev->head + 1) % ev->capacity;
         ev->count--;
@@ -196,18 +271,18 @@ int64_t events_publish(Events *ev, const char *topic, json_t *data) {
         e.timestamp = now_usec(CLOCK_REALTIME);
         e.topic = strdup(topic);
         e.data = d;
-        e.line = e.topic ? events_format_line(topic, e.seq, e.timestamp, d, &e.line_len) : NULL;
+        e.line = e.topic ? events_format_line(topic, e.seq, e.timestamp, d) : NULL;
         if (!e.line) {
                 event_done(&e);
                 return -ENOMEM;
         }
         ev->last_seq = e.seq;
 
-        while (ev->count > 0 && (ev->count == ev->capacity || ev->bytes + e.line_len > ev->max_bytes))
+        while (ev->count > 0 && (ev->count == ev->capacity || ev->bytes + e.line->len > ev->max_bytes))
                 events_evict_oldest(ev);
         ev->ring[(ev->head + ev->count) % ev->capacity] = e;
         ev->count++;
-        ev->bytes += e.line_len;
+        ev->bytes += e.line->len;
 
         /* A sink may free its own subscriber (a client cut off for lagging); keep the next one in the
          * Events object so that freeing it, too, is noticed. */

@@ -12,13 +12,25 @@
  * bounded ring (by count and by serialized bytes) for replay, and is handed to every subscriber whose
  * topic filter matches. Transports and notifications are subscribers; none of them polls. */
 
+/* An event's JSON-RPC notification, serialized once (with its "\n", NUL-terminated) and shared: the ring
+ * holds one reference, and so does every output buffer it was queued in without a copy, so that an event
+ * evicted from the ring stays alive until the last subscriber has been sent it. Main thread only. */
+typedef struct EventLine {
+        unsigned n_ref;
+        size_t len; /* with the "\n", without the NUL */
+        char bytes[];
+} EventLine;
+
+EventLine *event_line_ref(EventLine *l);
+EventLine *event_line_unref(EventLine *l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EventLine *, event_line_unref);
+
 typedef struct Event {
         uint64_t seq;
         uint64_t timestamp; /* µs, CLOCK_REALTIME */
         char *topic;
-        json_t *data; /* during the live fan-out only; replayed events carry just the line */
-        char *line;   /* the JSON-RPC notification, serialized once with its "\n" */
-        size_t line_len;
+        json_t *data;    /* during the live fan-out only; replayed events carry just the line */
+        EventLine *line; /* a reference: take your own with event_line_ref() to keep it past the sink */
 } Event;
 
 typedef struct Events Events;
@@ -63,8 +75,9 @@ const char *events_subscriber_topic(const EventSubscriber *s, size_t i);
  * events after since are no longer in the ring (or since lies in the future). Returns how many. */
 size_t events_subscriber_replay(EventSubscriber *s, uint64_t since, bool *ret_gap);
 
-/* Serializes an event notification line (used for events that are not in the ring, like "lagged"). */
-char *events_format_line(const char *topic, uint64_t seq, uint64_t timestamp, json_t *data, size_t *ret_len);
+/* Serializes an event notification line (also for events that are not in the ring, like "lagged"). Returns
+ * a new line with one reference, or NULL when out of memory. */
+EventLine *events_format_line(const char *topic, uint64_t seq, uint64_t timestamp, json_t *data);
 
 /* Whether a client that saw everything up to since has missed events the ring no longer holds. */
 bool events_has_gap(const Events *ev, uint64_t since);
