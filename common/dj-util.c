@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,4 +314,21 @@ int path_find_executable(const char *name, const char *search_path, char **ret) 
                         p++;
         }
         return r;
+}
+
+int greedy_realloc(void **p, size_t *allocated, size_t need, size_t size) {
+        size_t m;
+        void *a;
+
+        if (need <= *allocated)
+                return 0;
+        m = MAX(need, MAX(*allocated * 2, (size_t) 64));
+        if (size > 0 && m > SIZE_MAX / size)
+                return -ENOMEM;
+        a = realloc(*p, m * size);
+        if (!a)
+                return -ENOMEM;
+        *p = a;
+        *allocated = m;
+        return 0;
 }

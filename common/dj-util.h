@@ -29,6 +29,10 @@ int mkdir_parents(const char *path, unsigned mode);
 
 char *path_join(const char *a, const char *b);
 
+/* Makes the array *p (of *allocated elements of size bytes) hold at least need elements, doubling (64 at
+ * least): amortized O(1) appends. *p and *allocated change only on success. 0 or -ENOMEM. */
+int greedy_realloc(void **p, size_t *allocated, size_t need, size_t size);
+
 /* Reads until n bytes or end of file, retrying on EINTR: the byte count (below n only at end of file), or
  * -errno. */
 ssize_t read_full(int fd, void *buf, size_t n);

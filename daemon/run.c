@@ -486,16 +486,10 @@ static void run_add_line(Run *r, ChildStream stream, const char *level, char *te
         StoreLogLine *l;
         size_t len = strlen(text);
 
-        if (r->n_pending == r->n_pending_alloc) {
-                size_t m = r->n_pending_alloc ? r->n_pending_alloc * 2 : 64;
-                StoreLogLine *a = realloc(r->pending, m * sizeof(StoreLogLine));
-
-                if (!a) {
-                        free(text);
-                        return;
-                }
-                r->pending = a;
-                r->n_pending_alloc = m;
+        if (greedy_realloc((void **) &r->pending, &r->n_pending_alloc, r->n_pending + 1,
+                           sizeof(StoreLogLine)) < 0) {
+                free(text);
+                return;
         }
         l = &r->pending[r->n_pending++];
         *l = (StoreLogLine){

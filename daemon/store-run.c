@@ -300,17 +300,9 @@ static int run_records_read(sqlite3_stmt *st, RunRecord **ret, size_t *ret_n) {
                         goto fail;
                 if (r == 0)
                         break;
-                if (n == allocated) {
-                        size_t m = allocated ? allocated * 2 : 16;
-                        RunRecord *a = realloc(l, m * sizeof(RunRecord));
-
-                        if (!a) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
-                        l = a;
-                        allocated = m;
-                }
+                r = greedy_realloc((void **) &l, &allocated, n + 1, sizeof(RunRecord));
+                if (r < 0)
+                        goto fail;
                 r = run_record_from_row(st, &l[n]);
                 if (r < 0)
                         goto fail;

@@ -481,17 +481,9 @@ int store_log_lines_collect(sqlite3_stmt *st, StoreLogLine **ret, size_t *ret_n)
                         goto fail;
                 if (r == 0)
                         break;
-                if (n == allocated) {
-                        size_t m = allocated ? allocated * 2 : 64;
-                        StoreLogLine *a = realloc(lines, m * sizeof(StoreLogLine));
-
-                        if (!a) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
-                        lines = a;
-                        allocated = m;
-                }
+                r = greedy_realloc((void **) &lines, &allocated, n + 1, sizeof(StoreLogLine));
+                if (r < 0)
+                        goto fail;
                 l = &lines[n++];
                 *l = (StoreLogLine){
                         .n = (uint64_t) sqlite3_column_int64(st, 0),

@@ -200,6 +200,29 @@ static void test_path_find_executable(void **state) {
         assert_null(p);
 }
 
+static void test_greedy_realloc(void **state) {
+        int *a = NULL;
+        size_t allocated = 0;
+
+        assert_int_equal(greedy_realloc((void **) &a, &allocated, 0, sizeof(int)), 0);
+        assert_null(a);
+        for (int i = 0; i < 1000; i++) {
+                size_t before = allocated;
+
+                assert_int_equal(greedy_realloc((void **) &a, &allocated, (size_t) i + 1, sizeof(int)), 0);
+                assert_true(allocated >= (size_t) i + 1);
+                /* Grows only when full, and then at least doubles. */
+                assert_true(allocated == before || allocated >= MAX(before * 2, (size_t) 64));
+                a[i] = i;
+        }
+        for (int i = 0; i < 1000; i++)
+                assert_int_equal(a[i], i);
+        /* An impossible size fails and changes nothing. */
+        assert_int_equal(greedy_realloc((void **) &a, &allocated, SIZE_MAX / 2, 16), -ENOMEM);
+        assert_true(allocated >= 1000 && allocated < SIZE_MAX / 2);
+        free(a);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_size),
@@ -210,6 +233,7 @@ int main(void) {
                 cmocka_unit_test(test_utf8_sanitize),
                 cmocka_unit_test(test_read_write_full),
                 cmocka_unit_test(test_path_find_executable),
+                cmocka_unit_test(test_greedy_realloc),
         };
 
         return cmocka_run_group_tests_name("util", tests, NULL, NULL);
