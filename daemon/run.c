@@ -950,25 +950,28 @@ int run_cancel(Daemon *d, uint64_t id, DjError *reterr) {
 
 /* ---- queries ---- */
 
+/* A run no longer in memory, from the store: DJ_E_NOT_FOUND when there is no such run. */
+static int run_record_load(Daemon *d, uint64_t id, RunRecord *ret, DjError *reterr) {
+        int k = store_run_get(d->store, id, ret);
+
+        if (k == -ENOENT)
+                return dj_error_set(reterr, DJ_E_NOT_FOUND, "no run %" PRIu64, id);
+        if (k < 0)
+                return dj_error_set(reterr, DJ_E_INTERNAL, "cannot read run %" PRIu64 ": %s", id,
+                                    strerror(-k));
+        return 0;
+}
+
 json_t *run_get_json(Daemon *d, uint64_t id, DjError *reterr) {
         Run *r = run_find(d, id);
         RunRecord rec = {};
         json_t *j;
-        int k;
 
         if (r)
                 j = run_to_json(r);
         else {
-                k = store_run_get(d->store, id, &rec);
-                if (k == -ENOENT) {
-                        (void) dj_error_set(reterr, DJ_E_NOT_FOUND, "no run %" PRIu64, id);
+                if (run_record_load(d, id, &rec, reterr) < 0)
                         return NULL;
-                }
-                if (k < 0) {
-                        (void) dj_error_set(reterr, DJ_E_INTERNAL, "cannot read run %" PRIu64 ": %s", id,
-                                            strerror(-k));
-                        return NULL;
-                }
                 j = run_record_to_json(&rec);
                 run_record_done(&rec);
         }
@@ -1033,16 +1036,8 @@ json_t *run_logs_json(Daemon *d, uint64_t id, uint64_t since, uint64_t limit, Dj
                 run_flush(r);
                 src = &r->rec;
         } else {
-                k = store_run_get(d->store, id, &rec);
-                if (k == -ENOENT) {
-                        (void) dj_error_set(reterr, DJ_E_NOT_FOUND, "no run %" PRIu64, id);
+                if (run_record_load(d, id, &rec, reterr) < 0)
                         return NULL;
-                }
-                if (k < 0) {
-                        (void) dj_error_set(reterr, DJ_E_INTERNAL, "cannot read run %" PRIu64 ": %s", id,
-                                            strerror(-k));
-                        return NULL;
-                }
                 src = &rec;
         }
         if (limit == 0)
