@@ -40,6 +40,7 @@ struct Watch {
         LoopSource *io, *timer;
         uint64_t debounce_usec;
         WatchFn cb;
+        WatchMatchFn match; /* NULL: every change counts */
         void *userdata;
 
         char **dirs; /* indexed by watch descriptor: the directory relative to the root ("" for the root) */
@@ -283,9 +284,9 @@ static void watch_forget_tree(Watch *w, const char *rel) {
         w->n_changed = k;
 }
 
-/* Checks one path for the end of a burst; keeps the first that changed in *first. */
+/* Checks one path for the end of a burst; keeps the first that changed (and matches) in *first. */
 static void watch_check_one(Watch *w, char *path /* stolen */, char **first) {
-        if (watch_file_check(w, path) && !*first)
+        if (watch_file_check(w, path) && !*first && (!w->match || w->match(path)))
                 *first = path;
         else
                 free(path);
@@ -589,6 +590,11 @@ static void watch_timer_cb(LoopSource *s, void *userdata) {
         if (!path)
                 return;
         w->cb(w, path, w->userdata); /* may free w */
+}
+
+void watch_set_match(Watch *w, WatchMatchFn match) {
+        if (w)
+                w->match = match;
 }
 
 int watch_new(Loop *l, const char *root, uint64_t debounce_usec, WatchFn cb, void *userdata, Watch **ret) {

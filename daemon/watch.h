@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "dj-macro.h"
@@ -23,6 +24,11 @@ typedef struct Watch Watch;
 typedef void (*WatchFn)(Watch *w, const char *path, void *userdata);
 
 int watch_new(Loop *l, const char *root, uint64_t debounce_usec, WatchFn cb, void *userdata, Watch **ret);
+/* Only changes to paths (relative to the root) that match count: the callback gets the first changed
+ * path that matches, and runs for no burst without one. After lost events, when a change cannot be told
+ * apart, it still runs, with "". NULL: every file that counts (the default). */
+typedef bool (*WatchMatchFn)(const char *path);
+void watch_set_match(Watch *w, WatchMatchFn match);
 Watch *watch_free(Watch *w);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Watch *, watch_free);
 

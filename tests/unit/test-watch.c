@@ -316,6 +316,37 @@ static void test_events_without_a_change(void **state) {
         test_rm_rf(root);
 }
 
+static bool in_migrations(const char *path) {
+        return strstr(path, "migrations/") != NULL;
+}
+
+/* With a match function, only matching changes count: the first matching path of a burst is given, even
+ * when other files changed before it, and a burst of other changes does not fire. */
+static void test_match(void **state) {
+        _cleanup_free_ char *root = fresh_root("match"), *migrations = NULL;
+        _cleanup_(watch_freep) Watch *w = NULL;
+        Fired f = {};
+
+        migrations = path_join(root, "app/migrations");
+        assert_non_null(migrations);
+        assert_int_equal(mkdir(migrations, 0755), 0);
+        put_in(root, "app/models.py", "x = 1\n");
+        put_in(root, "app/migrations/0001_initial.py", "m = 1\n");
+        assert_int_equal(watch_new(loop, root, DEBOUNCE, fired_cb, &f, &w), 0);
+        watch_set_match(w, in_migrations);
+
+        put_in(root, "app/models.py", "x = 2\n");
+        run_for(4 * DEBOUNCE);
+        assert_int_equal(f.n, 0);
+
+        put_in(root, "app/models.py", "x = 3\n");
+        put_in(root, "app/migrations/0002_more.py", "m = 2\n");
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "app/migrations/0002_more.py");
+        fired_done(&f);
+        test_rm_rf(root);
+}
+
 /* Puts n events in the inotify queue of a watch of root, on files that hold no code: writes to two files in
  * turn (the kernel merges an event only with an identical one right before it). */
 static void flood(const char *root, unsigned n) {
@@ -413,7 +444,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_watch),          cmocka_unit_test(test_free_from_callback),
                 cmocka_unit_test(test_missing_root),   cmocka_unit_test(test_events_without_a_change),
-                cmocka_unit_test(test_queue_overflow),
+                cmocka_unit_test(test_queue_overflow), cmocka_unit_test(test_match),
         };
 
         return cmocka_run_group_tests_name("watch", tests, setup, teardown);
