@@ -359,7 +359,7 @@ static int parse_argv(Preset *p, json_t *v, LoadError *e) {
 static const char *const preset_fields[] = {
         "key",       "label",     "description",      "argv",         "params",
         "docs_url",  "icon",      "category",         "order",        "requires_confirmation",
-        "read_only", "timeout_s", "max_output_lines", "mask_secrets",
+        "read_only", "timeout_s", "max_output_lines", "mask_secrets", "rescan",
 };
 
 static int preset_from_json(json_t *root, const char *path, uint64_t default_timeout_s, LoadError *e,
@@ -470,6 +470,11 @@ static int preset_from_json(json_t *root, const char *path, uint64_t default_tim
 
         v = json_object_get(root, "mask_secrets");
         r = v ? get_bool(v, "mask_secrets", e, &p->mask_secrets) : 0;
+        if (r < 0)
+                return r;
+
+        v = json_object_get(root, "rescan");
+        r = v ? get_bool(v, "rescan", e, &p->rescan) : 0;
         if (r < 0)
                 return r;
 
@@ -758,12 +763,13 @@ json_t *preset_to_json(const Preset *p) {
                                                   string_or_null(p->params[i].def))) < 0)
                         return NULL;
 
-        o = json_pack("{s:s, s:s, s:s, s:O, s:O, s:o, s:o, s:o, s:I, s:b, s:b, s:b, s:I, s:I, s:s}", "key",
-                      p->key, "label", p->label, "description", p->description, "argv", argv, "params",
-                      params, "docs_url", string_or_null(p->docs_url), "icon", string_or_null(p->icon),
-                      "category", string_or_null(p->category), "order", (json_int_t) p->order,
-                      "requires_confirmation", p->requires_confirmation, "read_only", p->read_only,
-                      "mask_secrets", p->mask_secrets, "timeout_s", (json_int_t) p->timeout_s,
-                      "max_output_lines", (json_int_t) p->max_output_lines, "source", p->path);
+        o = json_pack("{s:s, s:s, s:s, s:O, s:O, s:o, s:o, s:o, s:I, s:b, s:b, s:b, s:b, s:I, s:I, s:s}",
+                      "key", p->key, "label", p->label, "description", p->description, "argv", argv,
+                      "params", params, "docs_url", string_or_null(p->docs_url), "icon",
+                      string_or_null(p->icon), "category", string_or_null(p->category), "order",
+                      (json_int_t) p->order, "requires_confirmation", p->requires_confirmation, "read_only",
+                      p->read_only, "mask_secrets", p->mask_secrets, "rescan", p->rescan, "timeout_s",
+                      (json_int_t) p->timeout_s, "max_output_lines", (json_int_t) p->max_output_lines,
+                      "source", p->path);
         return TAKE_PTR(o);
 }

@@ -41,6 +41,7 @@ typedef struct Preset {
         bool read_only;
         bool mask_secrets; /* "mask_secrets": secret-looking setting values in its output are masked
                             * (run_mask_secrets) before they are logged or stored */
+        bool rescan;       /* "rescan": the workspace is scanned again (every kind) after a run */
         uint64_t timeout_s;
         uint64_t max_output_lines;
         char *path; /* the file it was loaded from */

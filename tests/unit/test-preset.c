@@ -77,18 +77,23 @@ static PresetSet *load(char *const *dirs, char ***ret_warnings) {
 static const struct {
         const char *key;
         const char *argv[8];
-        bool read_only, confirm;
+        bool read_only, confirm, rescan;
 } builtins[] = {
-        { "check", { PY, MG, "check" }, true, false },
-        { "check-deploy", { PY, MG, "check", "--deploy" }, true, false },
-        { "showmigrations", { PY, MG, "showmigrations", "--plan" }, true, false },
-        { "diff-migrations", { PY, MG, "makemigrations", "--check", "--dry-run", "-v", "3" }, true, false },
-        { "migrate-plan", { PY, MG, "migrate", "--plan" }, true, false },
-        { "sqlmigrate", { PY, MG, "sqlmigrate", "blog", "0001_initial" }, true, false },
-        { "diffsettings", { PY, MG, "diffsettings" }, true, false },
-        { "inspectdb", { PY, MG, "inspectdb" }, true, false },
-        { "dumpdata", { PY, MG, "dumpdata", "--natural-foreign", "--indent", "2" }, true, false },
-        { "migrate", { PY, MG, "migrate", "--noinput" }, false, true },
+        { "check", { PY, MG, "check" }, true, false, false },
+        { "check-deploy", { PY, MG, "check", "--deploy" }, true, false, false },
+        { "showmigrations", { PY, MG, "showmigrations", "--plan" }, true, false, false },
+        { "diff-migrations",
+          { PY, MG, "makemigrations", "--check", "--dry-run", "-v", "3" },
+          true,
+          false,
+          false },
+        { "migrate-plan", { PY, MG, "migrate", "--plan" }, true, false, false },
+        { "sqlmigrate", { PY, MG, "sqlmigrate", "blog", "0001_initial" }, true, false, false },
+        { "diffsettings", { PY, MG, "diffsettings" }, true, false, false },
+        { "inspectdb", { PY, MG, "inspectdb" }, true, false, false },
+        { "dumpdata", { PY, MG, "dumpdata", "--natural-foreign", "--indent", "2" }, true, false, false },
+        /* Only migrate changes what a scan finds: its runs are followed by a rescan. */
+        { "migrate", { PY, MG, "migrate", "--noinput" }, false, true, true },
 };
 
 static void test_builtins(void **state) {
@@ -110,6 +115,7 @@ static void test_builtins(void **state) {
                 assert_non_null(p);
                 assert_true(p->read_only == builtins[i].read_only);
                 assert_true(p->requires_confirmation == builtins[i].confirm);
+                assert_true(p->rescan == builtins[i].rescan);
                 assert_int_equal(p->timeout_s, PRESET_TIMEOUT_DEFAULT_S);
                 assert_int_equal(p->max_output_lines, PRESET_MAX_OUTPUT_LINES_DEFAULT);
                 assert_non_null(p->docs_url);
@@ -252,6 +258,14 @@ static const struct {
           "{\"key\": \"x27\", \"label\": \"L\", " GOOD_ARGV ", \"read_only\": \"yes\"}" },
         { "confirm-int.json", "requires_confirmation",
           "{\"key\": \"x28\", \"label\": \"L\", " GOOD_ARGV ", \"requires_confirmation\": 1}" },
+        { "rescan-string.json", "rescan",
+          "{\"key\": \"x35\", \"label\": \"L\", " GOOD_ARGV ", \"rescan\": \"true\"}" },
+        { "rescan-int.json", "rescan",
+          "{\"key\": \"x36\", \"label\": \"L\", " GOOD_ARGV ", \"rescan\": 1}" },
+        { "rescan-null.json", "rescan",
+          "{\"key\": \"x37\", \"label\": \"L\", " GOOD_ARGV ", \"rescan\": null}" },
+        { "rescan-typo.json", "rescans",
+          "{\"key\": \"x38\", \"label\": \"L\", " GOOD_ARGV ", \"rescans\": true}" },
         { "docs-ftp.json", "docs_url",
           "{\"key\": \"x29\", \"label\": \"L\", " GOOD_ARGV ", \"docs_url\": \"ftp://x\"}" },
         { "icon-int.json", "icon", "{\"key\": \"x30\", \"label\": \"L\", " GOOD_ARGV ", \"icon\": 3}" },
@@ -276,7 +290,7 @@ static void test_invalid_files(void **state) {
         write_file(dir, "zz-good.json",
                    "{\"key\": \"good\", \"label\": \"Good\", \"argv\": [\"/bin/echo\", \"{v}\"], "
                    "\"params\": {\"v\": {\"regex\": \"[a-z]*\", \"default\": \"hi\"}}, \"order\": -3, "
-                   "\"timeout_s\": 5, \"max_output_lines\": 10}");
+                   "\"timeout_s\": 5, \"max_output_lines\": 10, \"rescan\": true}");
         write_file(dir, "ignored.txt", "not json at all");
 
         s = load(dirs, &warnings);
@@ -285,6 +299,7 @@ static void test_invalid_files(void **state) {
         assert_int_equal(preset_set_find(s, "good")->timeout_s, 5);
         assert_int_equal(preset_set_find(s, "good")->max_output_lines, 10);
         assert_int_equal(preset_set_find(s, "good")->order, -3);
+        assert_true(preset_set_find(s, "good")->rescan);
         assert_int_equal(strv_length(warnings), ELEMENTSOF(invalid));
 
         for (size_t i = 0; i < ELEMENTSOF(invalid); i++) {
@@ -347,6 +362,7 @@ static void test_override(void **state) {
         assert_int_equal(p->timeout_s, 120);
         assert_non_null(strstr(p->path, "/user/mine.json"));
         assert_null(p->docs_url);
+        assert_false(p->rescan);
         assert_int_equal(preset_expand_argv(p, PY, MG, NULL, &argv, NULL), 0);
         assert_strv_equal(argv, (const char *const[]){ PY, MG, "check", "--fail-level", "WARNING", NULL });
 
@@ -473,6 +489,8 @@ static void test_to_json(void **state) {
         assert_true(json_is_null(json_object_get(app, "default")));
         assert_true(json_is_true(json_object_get(j, "read_only")));
         assert_true(json_is_false(json_object_get(j, "requires_confirmation")));
+        assert_true(json_is_false(json_object_get(j, "rescan")));
+        assert_true(json_is_false(json_object_get(j, "mask_secrets")));
         assert_int_equal(json_integer_value(json_object_get(j, "timeout_s")), 60);
         assert_int_equal(json_integer_value(json_object_get(j, "max_output_lines")), 100000);
         assert_int_equal(json_integer_value(json_object_get(j, "order")), p->order);
@@ -482,6 +500,14 @@ static void test_to_json(void **state) {
         assert_non_null(json_string_value(json_object_get(j, "description")));
         assert_non_null(json_string_value(json_object_get(j, "label")));
         assert_non_null(strstr(json_string_value(json_object_get(j, "source")), "sqlmigrate.json"));
+        json_decref(j);
+
+        /* migrate: the one built-in that asks for a rescan, and says so. */
+        j = preset_to_json(preset_set_find(s, "migrate"));
+        assert_non_null(j);
+        assert_true(json_is_true(json_object_get(j, "rescan")));
+        assert_true(json_is_true(json_object_get(j, "requires_confirmation")));
+        assert_true(json_is_false(json_object_get(j, "read_only")));
         json_decref(j);
 }
 
