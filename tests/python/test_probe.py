@@ -224,3 +224,68 @@ def test_usage_errors(tmp_path):
     proc = run_probe(tmp_path, cwd=tmp_path)                     # no manage.py, no --settings
     assert proc.returncode == 2
     assert "no settings module" in json.loads(proc.stdout)["error"]["message"]
+
+
+def test_guides_none_in_a_bare_project(sample):
+    doc, _ = probe_json(sample("polls"))
+    assert doc["guides"] == []
+
+
+def test_guides_readme_and_docs(sample):
+    project = sample("atlas")
+    (project / "README.md").write_text("Some intro\n\n```sh\n# not a heading\n```\n# Atlas  guide ##\n\n# Later\n")
+    (project / "README.rst").write_text("Atlas\n=====\n")              # only the first README counts
+    docs = project / "docs"
+    docs.mkdir()
+    (docs / "b-setup.md").write_text("## Sub first\n# Setting up\n")
+    (docs / "a-intro.md").write_text("no heading at all\n#also not one\n")
+    (docs / "C#.md").write_text("# Using C#\n")
+    (docs / "notes.txt").write_text("# not a guide\n")                  # not Markdown: left out
+    (docs / ".hidden.md").write_text("# hidden\n")
+    (docs / "sub.md").mkdir()                                          # not a file
+    (docs / "link.md").symlink_to(project / "README.md")              # a symlink is not followed
+    before = sorted(str(p.relative_to(project)) for p in project.rglob("*"))
+
+    doc, _ = probe_json(project)
+    real = os.path.realpath(project)
+    assert doc["guides"] == [
+        {"title": "Atlas  guide", "path": os.path.join(real, "README.md")},
+        {"title": "Using C#", "path": os.path.join(real, "docs", "C#.md")},
+        {"title": "a-intro.md", "path": os.path.join(real, "docs", "a-intro.md")},
+        {"title": "Setting up", "path": os.path.join(real, "docs", "b-setup.md")},
+    ]
+    for guide in doc["guides"]:
+        assert os.path.isabs(guide["path"])
+    # read-only: nothing created, nothing removed
+    assert sorted(str(p.relative_to(project)) for p in project.rglob("*")
+                  if "__pycache__" not in p.parts) == [p for p in before if "__pycache__" not in p]
+
+
+@pytest.mark.parametrize("name", ["README.rst", "README.txt", "README"])
+def test_guides_other_readmes_are_titled_by_name(sample, name):
+    project = sample("polls")
+    (project / name).write_text("# Looks like a heading\n")
+    doc, _ = probe_json(project)
+    assert doc["guides"] == [{"title": name, "path": os.path.join(os.path.realpath(project), name)}]
+
+
+def test_guides_readme_order(sample):
+    project = sample("polls")
+    for name in ("README", "README.txt", "README.rst"):
+        (project / name).write_text("x\n")
+    doc, _ = probe_json(project)
+    assert [os.path.basename(g["path"]) for g in doc["guides"]] == ["README.rst"]
+    (project / "README.md").write_text("\n\n#  Polls   \n")
+    doc, _ = probe_json(project)
+    assert doc["guides"] == [{"title": "Polls", "path": os.path.join(os.path.realpath(project), "README.md")}]
+
+
+def test_guides_when_the_project_fails_to_load(sample):
+    """No document parts at all when the project does not load: only the error."""
+    project = sample("atlas")
+    (project / "README.md").write_text("# Atlas\n")
+    settings = project / "atlas" / "settings.py"
+    settings.write_text(settings.read_text() + "\nraise RuntimeError('nope')\n")
+    proc = run_probe(project)
+    assert proc.returncode == 2
+    assert set(json.loads(proc.stdout)) == {"error"}
