@@ -65,6 +65,15 @@ static inline sqlite3_int64 u64_to_sql(uint64_t v) {
         return (sqlite3_int64) MIN(v, (uint64_t) INT64_MAX);
 }
 
+/* Binding and reading helpers shared by the store's files. */
+void store_bind_text_or_null(sqlite3_stmt *st, int i, const char *s);
+/* 0 ("not yet") is stored as NULL. */
+void store_bind_time(sqlite3_stmt *st, int i, uint64_t t);
+/* A copy of text column i, NULL for NULL: 0 or -ENOMEM. */
+int store_column_strdup_or_null(sqlite3_stmt *st, int i, char **ret);
+/* Integer column i, negative values as 0. */
+uint64_t store_column_u64(sqlite3_stmt *st, int i);
+
 /* Steps st (prepared and bound, selecting n, time, stream, level, text) to its end and returns the rows as
  * log lines, in the statement's order. 0, -ENOMEM or -EIO (nothing returned then). */
 int store_log_lines_collect(sqlite3_stmt *st, StoreLogLine **ret, size_t *ret_n);

@@ -43,21 +43,6 @@ void run_records_free(RunRecord *r, size_t n) {
         free(r);
 }
 
-static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s) {
-        if (s)
-                (void) sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-        else
-                (void) sqlite3_bind_null(st, i);
-}
-
-/* 0 ("not yet") is stored as NULL. */
-static void bind_time(sqlite3_stmt *st, int i, uint64_t t) {
-        if (t > 0)
-                (void) sqlite3_bind_int64(st, i, u64_to_sql(t));
-        else
-                (void) sqlite3_bind_null(st, i);
-}
-
 /* argv as a JSON array of strings. A string that is not valid UTF-8 (an odd interpreter path) is stored
  * with its invalid bytes replaced. */
 static char *argv_to_json_text(char *const *argv) {
@@ -114,18 +99,18 @@ static int argv_from_json_text(const char *text, char ***ret) {
 /* Binds every column of RUN_COLUMNS from r, at 1..RUN_N_COLUMNS. argv_text stays alive until the step. */
 static void bind_run(sqlite3_stmt *st, const RunRecord *r, const char *argv_text) {
         (void) sqlite3_bind_int64(st, 1, (sqlite3_int64) r->workspace_id);
-        bind_text_or_null(st, 2, r->workspace);
-        bind_text_or_null(st, 3, r->workspace_path);
-        bind_text_or_null(st, 4, r->kind ?: "task");
-        bind_text_or_null(st, 5, r->preset);
-        bind_text_or_null(st, 6, r->label ?: r->preset);
-        bind_text_or_null(st, 7, r->icon);
-        bind_text_or_null(st, 8, argv_text);
-        bind_text_or_null(st, 9, r->params ?: "{}");
-        bind_text_or_null(st, 10, r->note);
-        bind_text_or_null(st, 11, r->requested_by);
+        store_bind_text_or_null(st, 2, r->workspace);
+        store_bind_text_or_null(st, 3, r->workspace_path);
+        store_bind_text_or_null(st, 4, r->kind ?: "task");
+        store_bind_text_or_null(st, 5, r->preset);
+        store_bind_text_or_null(st, 6, r->label ?: r->preset);
+        store_bind_text_or_null(st, 7, r->icon);
+        store_bind_text_or_null(st, 8, argv_text);
+        store_bind_text_or_null(st, 9, r->params ?: "{}");
+        store_bind_text_or_null(st, 10, r->note);
+        store_bind_text_or_null(st, 11, r->requested_by);
         (void) sqlite3_bind_int64(st, 12, (sqlite3_int64) r->uid);
-        bind_text_or_null(st, 13, r->status);
+        store_bind_text_or_null(st, 13, r->status);
         (void) sqlite3_bind_int(st, 14, (int) MIN(r->progress, 100u));
         if (r->has_exit_code)
                 (void) sqlite3_bind_int(st, 15, r->exit_code);
@@ -133,12 +118,12 @@ static void bind_run(sqlite3_stmt *st, const RunRecord *r, const char *argv_text
                 (void) sqlite3_bind_null(st, 15);
         (void) sqlite3_bind_int(st, 16, r->timed_out);
         (void) sqlite3_bind_int64(st, 17, u64_to_sql(r->queued_at));
-        bind_time(st, 18, r->started_at);
-        bind_time(st, 19, r->finished_at);
+        store_bind_time(st, 18, r->started_at);
+        store_bind_time(st, 19, r->finished_at);
         (void) sqlite3_bind_int64(st, 20, u64_to_sql(r->output_lines));
         (void) sqlite3_bind_int64(st, 21, u64_to_sql(r->dropped_lines));
-        bind_text_or_null(st, 22, r->error);
-        bind_text_or_null(st, 23, r->last_error_line);
+        store_bind_text_or_null(st, 22, r->error);
+        store_bind_text_or_null(st, 23, r->last_error_line);
         (void) sqlite3_bind_int64(st, 24, u64_to_sql(r->timeout_s));
         (void) sqlite3_bind_int64(st, 25, u64_to_sql(r->max_output_lines));
         (void) sqlite3_bind_int(st, 26, r->mask_secrets);
@@ -205,24 +190,6 @@ int store_run_update(Store *s, const RunRecord *r) {
         return 0;
 }
 
-/* A copy of text column i, NULL for NULL. */
-static int column_strdup_or_null(sqlite3_stmt *st, int i, char **ret) {
-        const unsigned char *t = sqlite3_column_text(st, i);
-
-        if (!t) {
-                *ret = NULL;
-                return 0;
-        }
-        *ret = strdup((const char *) t);
-        return *ret ? 0 : -ENOMEM;
-}
-
-static uint64_t column_u64(sqlite3_stmt *st, int i) {
-        sqlite3_int64 v = sqlite3_column_int64(st, i);
-
-        return v > 0 ? (uint64_t) v : 0;
-}
-
 /* Reads a row of "SELECT id, " RUN_COLUMNS into ret (zeroed first; cleaned up on failure). */
 static int run_record_from_row(sqlite3_stmt *st, RunRecord *ret) {
         RunRecord r = {};
@@ -230,9 +197,9 @@ static int run_record_from_row(sqlite3_stmt *st, RunRecord *ret) {
         _cleanup_free_ char *argv_text = NULL;
         int k;
 
-        r.id = column_u64(st, 0);
+        r.id = store_column_u64(st, 0);
         r.workspace_id = (int64_t) sqlite3_column_int64(st, 1);
-        if (column_strdup_or_null(st, 8, &argv_text) < 0)
+        if (store_column_strdup_or_null(st, 8, &argv_text) < 0)
                 goto oom;
         r.workspace = store_column_strdup(st, 2);
         r.workspace_path = store_column_strdup(st, 3);
@@ -244,9 +211,10 @@ static int run_record_from_row(sqlite3_stmt *st, RunRecord *ret) {
         if (!r.workspace || !r.workspace_path || !r.kind || !r.preset || !r.label || !r.params ||
             !r.requested_by)
                 goto oom;
-        if (column_strdup_or_null(st, 7, &r.icon) < 0 || column_strdup_or_null(st, 10, &r.note) < 0 ||
-            column_strdup_or_null(st, 22, &r.error) < 0 ||
-            column_strdup_or_null(st, 23, &r.last_error_line) < 0)
+        if (store_column_strdup_or_null(st, 7, &r.icon) < 0 ||
+            store_column_strdup_or_null(st, 10, &r.note) < 0 ||
+            store_column_strdup_or_null(st, 22, &r.error) < 0 ||
+            store_column_strdup_or_null(st, 23, &r.last_error_line) < 0)
                 goto oom;
         k = argv_from_json_text(argv_text, &r.argv);
         if (k < 0)
@@ -254,17 +222,17 @@ static int run_record_from_row(sqlite3_stmt *st, RunRecord *ret) {
         r.uid = (uint32_t) sqlite3_column_int64(st, 12);
         status = sqlite3_column_text(st, 13);
         (void) snprintf(r.status, sizeof(r.status), "%s", status ? (const char *) status : "");
-        r.progress = (unsigned) MIN(column_u64(st, 14), 100u);
+        r.progress = (unsigned) MIN(store_column_u64(st, 14), 100u);
         r.has_exit_code = sqlite3_column_type(st, 15) != SQLITE_NULL;
         r.exit_code = r.has_exit_code ? sqlite3_column_int(st, 15) : 0;
         r.timed_out = sqlite3_column_int(st, 16) != 0;
-        r.queued_at = column_u64(st, 17);
-        r.started_at = column_u64(st, 18);
-        r.finished_at = column_u64(st, 19);
-        r.output_lines = column_u64(st, 20);
-        r.dropped_lines = column_u64(st, 21);
-        r.timeout_s = column_u64(st, 24);
-        r.max_output_lines = column_u64(st, 25);
+        r.queued_at = store_column_u64(st, 17);
+        r.started_at = store_column_u64(st, 18);
+        r.finished_at = store_column_u64(st, 19);
+        r.output_lines = store_column_u64(st, 20);
+        r.dropped_lines = store_column_u64(st, 21);
+        r.timeout_s = store_column_u64(st, 24);
+        r.max_output_lines = store_column_u64(st, 25);
         r.mask_secrets = sqlite3_column_int(st, 26) != 0;
         *ret = r;
         return 0;

@@ -98,10 +98,57 @@ static const char *const store_migrations[STORE_SCHEMA_VERSION] = {
         "        level TEXT NOT NULL,"
         "        text TEXT NOT NULL,"
         "        PRIMARY KEY (run_id, n)) WITHOUT ROWID;",
+        /* 4 -> 5: the newest scan record per workspace and kind, with the last completed result */
+        "CREATE TABLE scans ("
+        "        workspace_id INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,"
+        "        kind TEXT NOT NULL,"
+        "        id INTEGER NOT NULL UNIQUE,"
+        "        status TEXT NOT NULL,"
+        "        progress INTEGER NOT NULL DEFAULT 0,"
+        "        summary TEXT,"
+        "        error TEXT,"
+        "        error_info TEXT,"
+        "        reason TEXT NOT NULL," /* the trigger */
+        "        requested_at INTEGER NOT NULL,"
+        "        started_at INTEGER,"
+        "        completed_at INTEGER,"
+        "        result TEXT,"
+        "        PRIMARY KEY (workspace_id, kind)) WITHOUT ROWID;",
 };
 
 int store_error(Store *s, DjError *reterr, const char *what) {
         return dj_error_set(reterr, DJ_E_INTERNAL, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+void store_bind_text_or_null(sqlite3_stmt *st, int i, const char *s) {
+        if (s)
+                (void) sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+        else
+                (void) sqlite3_bind_null(st, i);
+}
+
+void store_bind_time(sqlite3_stmt *st, int i, uint64_t t) {
+        if (t > 0)
+                (void) sqlite3_bind_int64(st, i, u64_to_sql(t));
+        else
+                (void) sqlite3_bind_null(st, i);
+}
+
+int store_column_strdup_or_null(sqlite3_stmt *st, int i, char **ret) {
+        const unsigned char *t = sqlite3_column_text(st, i);
+
+        if (!t) {
+                *ret = NULL;
+                return 0;
+        }
+        *ret = strdup((const char *) t);
+        return *ret ? 0 : -ENOMEM;
+}
+
+uint64_t store_column_u64(sqlite3_stmt *st, int i) {
+        sqlite3_int64 v = sqlite3_column_int64(st, i);
+
+        return v > 0 ? (uint64_t) v : 0;
 }
 
 int store_exec(Store *s, const char *sql) {

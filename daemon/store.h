@@ -9,7 +9,7 @@
 
 typedef struct Store Store;
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 /* Opens (creating when missing) the SQLite store at path: checks it with PRAGMA quick_check before
  * writing anything (a damaged file is left untouched and the error names it), then WAL, foreign keys, a
@@ -146,3 +146,28 @@ int store_run_log_read(Store *s, uint64_t run_id, uint64_t since, uint64_t limit
                        size_t *ret_n);
 /* The lowest line number kept (0 when none). */
 int store_run_log_first(Store *s, uint64_t run_id, uint64_t *ret);
+
+/* scans (store-scan.c): the newest record per (workspace, kind), and the result of the last completed scan
+ * of that kind beside it. */
+typedef struct StoreScan {
+        int64_t workspace_id;
+        uint64_t id;
+        char *kind;       /* "schema", "migrations", "checks" */
+        char *status;     /* "pending", "running", "completed", "failed" */
+        unsigned progress;
+        char *summary;    /* NULL */
+        char *error;      /* NULL */
+        char *error_info; /* JSON object as text, NULL */
+        char *trigger;
+        uint64_t requested_at, started_at, completed_at; /* µs, CLOCK_REALTIME; 0: not yet */
+        char *result; /* JSON as text: the last completed result, NULL: none (or, when saving: keep it) */
+} StoreScan;
+
+void store_scans_free(StoreScan *r, size_t n);
+/* The next scan id: growing, never reused, also across restarts (a counter in meta). */
+int store_scan_next_id(Store *s, uint64_t *ret);
+/* Writes the record of (workspace_id, kind), replacing the previous one. result NULL keeps the stored
+ * result; a result replaces it. */
+int store_scan_save(Store *s, const StoreScan *r);
+/* Every record of the workspace (with its result), in no particular order. */
+int store_scan_load(Store *s, int64_t workspace_id, StoreScan **ret, size_t *ret_n);

@@ -659,8 +659,8 @@ static void test_migrate_from_3(void **state) {
         assert_int_equal(user_version(p), 3);
 
         assert_int_equal(store_open(p, &s, NULL), 0);
-        assert_int_equal(store_schema_version(s), 4);
-        assert_int_equal(user_version(p), 4);
+        assert_int_equal(store_schema_version(s), STORE_SCHEMA_VERSION);
+        assert_int_equal(user_version(p), STORE_SCHEMA_VERSION);
         assert_int_equal(store_run_list(s, NULL, NULL, 10, &l, &n), 0);
         assert_int_equal(n, 0);
         run_records_free(l, n);
