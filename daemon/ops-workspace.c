@@ -379,10 +379,6 @@ static void update_interp_cb(const char *interpreter, const char *version, const
         ws_op_free(op);
 }
 
-static bool streq_ptr(const char *a, const char *b) {
-        return a && b ? streq(a, b) : a == b;
-}
-
 int op_workspace_update(OpCall *c, json_t *params) {
         const char *slug = param_string(params, "workspace"), *s;
         Workspace *w = workspace_find(c->daemon, slug);

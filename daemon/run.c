@@ -297,11 +297,6 @@ static void run_publish(Run *r, const char *topic) {
         (void) events_publish(r->queue->daemon->events, topic, run_to_json(r));
 }
 
-static void *mfree(void *p) {
-        free(p);
-        return NULL;
-}
-
 static void set_string(char **p, const char *v) {
         char *n = v ? strdup(v) : NULL;
 

@@ -312,11 +312,6 @@ static const Config *server_config(const Server *s) {
         return s->w->daemon->config;
 }
 
-static char *mfree(char *p) {
-        free(p);
-        return NULL;
-}
-
 static void set_string(char **p, const char *v) {
         char *n = v ? strdup(v) : NULL;
 
