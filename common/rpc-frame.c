@@ -160,20 +160,48 @@ char *rpc_dumps_line(json_t *msg, size_t *ret_len) {
         return line;
 }
 
+char *rpc_result_line(json_t *id, const char *result_text, size_t result_len, size_t *ret_len) {
+        static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":", mid[] = ",\"result\":";
+        _cleanup_free_ char *id_text = json_dumps(id ?: json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+        size_t id_len, n;
+        char *line, *p;
+
+        if (!id_text || !result_text)
+                return NULL;
+        id_len = strlen(id_text);
+        n = sizeof(head) - 1 + id_len + sizeof(mid) - 1 + result_len + 2;
+        line = malloc(n + 1);
+        if (!line)
+                return NULL;
+        p = mempcpy(line, head, sizeof(head) - 1);
+        p = mempcpy(p, id_text, id_len);
+        p = mempcpy(p, mid, sizeof(mid) - 1);
+        p = mempcpy(p, result_text, result_len);
+        *p++ = '}';
+        *p++ = '\n';
+        *p = '\0';
+        *ret_len = n;
+        return line;
+}
+
 static void free_cb(const void *data, size_t len, void *extra) {
         free((void *) data);
 }
 
-int rpc_write(struct evbuffer *out, json_t *msg) {
-        size_t n;
-        char *line = rpc_dumps_line(msg, &n);
-
+int rpc_write_line(struct evbuffer *out, char *line, size_t len) {
         if (!line)
                 return -ENOMEM;
         /* One buffer segment per message; the evbuffer takes the string over. */
-        if (evbuffer_add_reference(out, line, n, free_cb, NULL) < 0) {
+        if (evbuffer_add_reference(out, line, len, free_cb, NULL) < 0) {
                 free(line);
                 return -ENOMEM;
         }
         return 0;
+}
+
+int rpc_write(struct evbuffer *out, json_t *msg) {
+        size_t n = 0;
+        char *line = rpc_dumps_line(msg, &n);
+
+        return rpc_write_line(out, line, n);
 }

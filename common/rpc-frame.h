@@ -47,5 +47,11 @@ json_t *rpc_request_new(json_int_t id, const char *method, json_t *params /* sto
 
 /* msg as compact JSON ending in "\n" (and NUL-terminated); *ret_len counts the newline. */
 char *rpc_dumps_line(json_t *msg, size_t *ret_len);
+/* The line of a result response whose result is already serialized (compact JSON text): the same bytes
+ * rpc_dumps_line(rpc_result_new(id, result)) gives, without serializing result again. */
+char *rpc_result_line(json_t *id, const char *result_text, size_t result_len, size_t *ret_len);
 /* Appends msg as compact JSON and a newline. */
 int rpc_write(struct evbuffer *out, json_t *msg);
+/* Appends a line made by rpc_dumps_line() or rpc_result_line(); the buffer takes it over (also on
+ * failure). */
+int rpc_write_line(struct evbuffer *out, char *line, size_t len);

@@ -69,6 +69,20 @@ void op_call_reply(OpCall *c, json_t *result) {
         json_decref(result);
 }
 
+void op_call_reply_text(OpCall *c, json_t *result, const char *text) {
+        if (c->replied || !result || !text) {
+                op_call_reply(c, result);
+                return;
+        }
+        c->replied = true;
+        c->result_text = text;
+        c->result_text_len = strlen(text);
+        c->reply(c, result, NULL, c->userdata);
+        c->result_text = NULL;
+        c->result_text_len = 0;
+        json_decref(result);
+}
+
 void op_call_after_reply(OpCall *c) {
         if (!c->after_replay || !c->after_subscriber)
                 return;
@@ -81,6 +95,24 @@ void op_call_fail(OpCall *c, const DjError *err) {
                 return;
         c->replied = true;
         c->reply(c, NULL, err, c->userdata);
+}
+
+int op_call_fail_error(OpCall *c, DjError *err) {
+        int r;
+
+        if (!dj_error_is_set(err))
+                (void) dj_error_set(err, DJ_E_INTERNAL, "out of memory");
+        r = -dj_err_kind_to_errno(err->kind);
+        op_call_fail(c, err);
+        dj_error_done(err);
+        return r;
+}
+
+int op_call_reply_or_fail(OpCall *c, json_t *result, DjError *err) {
+        if (!result)
+                return op_call_fail_error(c, err);
+        op_call_reply(c, result);
+        return 0;
 }
 
 int op_call_failf(OpCall *c, DjErrKind kind, const char *fmt, ...) {

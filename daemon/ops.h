@@ -63,6 +63,10 @@ struct OpCall {
         OpReplyFn reply;
         void *userdata;
         bool replied;
+        /* During the reply callback only: the result's compact JSON text, when the operation had it ready
+         * (op_call_reply_text); a transport may write it instead of serializing the result again. */
+        const char *result_text;
+        size_t result_text_len;
         /* Set by subscribe: events to replay once the transport has written the reply. */
         EventSubscriber *after_subscriber;
         uint64_t after_since;
@@ -85,10 +89,18 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(OpCall *, op_call_unref);
 void op_call_dispatch(OpCall *c, json_t *params);
 
 void op_call_reply(OpCall *c, json_t *result /* stolen */);
+/* The same, for a result whose compact JSON text is at hand (a cached document): text (borrowed) must be
+ * exactly json_dumps(result, JSON_COMPACT). */
+void op_call_reply_text(OpCall *c, json_t *result /* stolen */, const char *text);
 /* Transports call this once the reply is on its way: it runs what must follow it (subscribe's replay). */
 void op_call_after_reply(OpCall *c);
 void op_call_fail(OpCall *c, const DjError *err);
 int op_call_failf(OpCall *c, DjErrKind kind, const char *fmt, ...) _printf_(3, 4);
+/* Fails the call with err (an unset err becomes "out of memory"), clears err and returns the kind's
+ * -errno: the tail of every handler's error path. */
+int op_call_fail_error(OpCall *c, DjError *err);
+/* Replies result when it is not NULL, else fails with err as op_call_fail_error() does. */
+int op_call_reply_or_fail(OpCall *c, json_t *result /* stolen */, DjError *err);
 
 /* JSON helpers shared by the transports. */
 json_t *op_error_data(const DjError *err);

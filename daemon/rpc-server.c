@@ -66,6 +66,8 @@ typedef struct RpcLine {
         RpcClient *client; /* ref */
         json_t *responses; /* array for a batch */
         json_t *single;
+        char *single_line; /* or the single response as its line, when it came serialized */
+        size_t single_len;
         bool batch;
         unsigned pending;
         OpCall **after; /* refs: calls with work to do once the reply is written */
@@ -118,13 +120,16 @@ static void client_start_close(RpcClient *c) {
         }
 }
 
-static void client_write(RpcClient *c, json_t *msg) {
+/* Queues a line (taken over) made by rpc_dumps_line() or rpc_result_line(). */
+static void client_write_line(RpcClient *c, char *line, size_t len) {
         struct evbuffer *out;
 
-        if (!c->server || !msg)
+        if (!c->server) {
+                free(line);
                 return;
+        }
         out = c->out;
-        if (rpc_write(out, msg) < 0) {
+        if (rpc_write_line(out, line, len) < 0) {
                 log_warning("client %u: cannot queue a reply, disconnecting", c->id);
                 client_start_close(c);
                 return;
@@ -138,6 +143,16 @@ static void client_write(RpcClient *c, json_t *msg) {
          * (an asynchronous operation). */
         if (!c->in_input)
                 client_flush(c);
+}
+
+static void client_write(RpcClient *c, json_t *msg) {
+        size_t n = 0;
+        char *line;
+
+        if (!c->server || !msg)
+                return;
+        line = rpc_dumps_line(msg, &n);
+        client_write_line(c, line, n);
 }
 
 static void event_line_release_cb(const void *data, size_t len, void *userdata) {
@@ -240,6 +255,7 @@ static void line_free(RpcLine *l) {
         client_unref(l->client);
         json_decref(l->responses);
         json_decref(l->single);
+        free(l->single_line);
         free(l);
 }
 
@@ -251,6 +267,7 @@ static void line_add_response(RpcLine *l, json_t *response /* stolen */) {
         else {
                 json_decref(l->single);
                 l->single = response;
+                l->single_line = mfree(l->single_line);
         }
 }
 
@@ -260,6 +277,8 @@ static void line_finish_one(RpcLine *l) {
         if (l->batch) {
                 if (json_array_size(l->responses) > 0)
                         client_write(l->client, l->responses);
+        } else if (l->single_line) {
+                client_write_line(l->client, TAKE_PTR(l->single_line), l->single_len);
         } else if (l->single)
                 client_write(l->client, l->single);
         /* Only now: a subscriber's replay follows the reply that acknowledges its subscription. */
@@ -286,7 +305,19 @@ static void request_reply_cb(OpCall *call, json_t *result, const DjError *err, v
                 if (err)
                         line_add_response(l, rpc_error_new(req->id, dj_err_kind_to_rpc(err->kind),
                                                            err->message ?: "error", op_error_data(err)));
-                else
+                else if (call->result_text && !l->batch) {
+                        size_t n = 0;
+                        char *line = rpc_result_line(req->id, call->result_text, call->result_text_len, &n);
+
+                        if (line) {
+                                json_decref(l->single);
+                                l->single = NULL;
+                                free(l->single_line);
+                                l->single_line = line;
+                                l->single_len = n;
+                        } else
+                                line_add_response(l, rpc_result_new(req->id, json_incref(result)));
+                } else
                         line_add_response(l, rpc_result_new(req->id, json_incref(result)));
         }
         json_decref(req->id);

@@ -243,6 +243,32 @@ static void test_builders(void **state) {
         evbuffer_free(b);
 }
 
+/* A result that comes serialized gives the very bytes of the serialized response. */
+static void test_result_line(void **state) {
+        json_t *ids[] = { json_integer(7), json_string("a\"b"), json_null(), json_real(1.5) };
+        json_t *result = json_pack("{s:s, s:[i, b], s:{}}", "workspace", "atlas", "n", 1, 1, "x");
+
+        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                json_t *msg = rpc_result_new(ids[i], json_incref(result));
+                char *text = json_dumps(result, JSON_COMPACT), *a, *b;
+                size_t na = 0, nb = 0;
+
+                a = rpc_dumps_line(msg, &na);
+                b = rpc_result_line(ids[i], text, strlen(text), &nb);
+                assert_non_null(a);
+                assert_non_null(b);
+                assert_int_equal(na, nb);
+                assert_string_equal(a, b);
+                free(a);
+                free(b);
+                free(text);
+                json_decref(msg);
+                json_decref(ids[i]);
+        }
+        assert_null(rpc_result_line(NULL, NULL, 0, &(size_t){ 0 }));
+        json_decref(result);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_split_reads),          cmocka_unit_test(test_several_per_read),
@@ -250,6 +276,7 @@ int main(void) {
                 cmocka_unit_test(test_partial_over_max),     cmocka_unit_test(test_parse),
                 cmocka_unit_test(test_invalid_utf8_message), cmocka_unit_test(test_request_check),
                 cmocka_unit_test(test_batch_elements),       cmocka_unit_test(test_builders),
+                cmocka_unit_test(test_result_line),
         };
 
         return cmocka_run_group_tests_name("rpc-frame", tests, NULL, NULL);
