@@ -297,6 +297,46 @@ static const ConfigItem config_items[_CONFIG_ITEM_MAX] = {
                                   {},
                                   true,
                                   "SIGKILL this long after SIGTERM (cancel, timeout)" },
+        [CONFIG_PROBE_HELPER] = { "scans",
+                                  "probe_helper",
+                                  CONFIG_TYPE_PATH,
+                                  OFF(probe_helper),
+                                  0,
+                                  0,
+                                  NULL,
+                                  { "DJDESK_PROBE" },
+                                  true,
+                                  "the djdesk-probe helper" },
+        [CONFIG_SCAN_DEBOUNCE] = { "scans",
+                                   "debounce_ms",
+                                   CONFIG_TYPE_UINT,
+                                   OFF(scan_debounce_ms),
+                                   10,
+                                   600000,
+                                   "1000",
+                                   {},
+                                   true,
+                                   "quiet time after a migration file changed before a rescan" },
+        [CONFIG_DOCS_URL] = { "docs",
+                              "django_url",
+                              CONFIG_TYPE_STRING,
+                              OFF(docs_url),
+                              0,
+                              0,
+                              "https://docs.djangoproject.com/en/{version}/",
+                              { "DJDESK_DOCS_URL" },
+                              true,
+                              "Django's online docs ({version}: the workspace's, e.g. 3.2)" },
+        [CONFIG_DOCS_DIR] = { "docs",
+                              "django_dir",
+                              CONFIG_TYPE_PATH,
+                              OFF(docs_dir),
+                              0,
+                              0,
+                              "/usr/share/doc/python-django-doc/html",
+                              { "DJDESK_DOCS_DIR" },
+                              true,
+                              "locally installed Django docs, preferred when a page is there" },
 };
 
 static const char *const dbus_mode_table[_DBUS_MODE_MAX] = {
@@ -587,6 +627,8 @@ static int config_fill_computed(Config *c) {
         if (!c->presets_dir && !(c->presets_dir = strdup(DJDESK_DATADIR "/presets.d")))
                 return -ENOMEM;
         if (!c->serve_helper && !(c->serve_helper = strdup(DJDESK_LIBEXECDIR "/djdesk-serve")))
+                return -ENOMEM;
+        if (!c->probe_helper && !(c->probe_helper = strdup(DJDESK_LIBEXECDIR "/djdesk-probe")))
                 return -ENOMEM;
         return 0;
 }

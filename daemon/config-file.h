@@ -34,6 +34,10 @@ typedef enum ConfigItemId {
         CONFIG_MAX_PARALLEL,
         CONFIG_RUN_RETENTION,
         CONFIG_CANCEL_GRACE,
+        CONFIG_PROBE_HELPER,
+        CONFIG_SCAN_DEBOUNCE,
+        CONFIG_DOCS_URL,
+        CONFIG_DOCS_DIR,
         _CONFIG_ITEM_MAX,
         _CONFIG_ITEM_INVALID = -EINVAL,
 } ConfigItemId;
@@ -99,6 +103,10 @@ typedef struct Config {
         uint64_t max_parallel;     /* runs running at once, in all workspaces */
         uint64_t run_retention;    /* finished runs kept per workspace */
         uint64_t cancel_grace_sec; /* SIGTERM, then SIGKILL after this long (cancel, timeout) */
+        char *probe_helper;        /* python/djdesk-probe */
+        uint64_t scan_debounce_ms; /* quiet time after a migration file changed before it is scanned */
+        char *docs_url;            /* Django's online docs, "{version}" replaced ("3.2") */
+        char *docs_dir;            /* locally installed Django HTML docs (python-django-doc) */
 
         ConfigOrigin origin[_CONFIG_ITEM_MAX];
 } Config;

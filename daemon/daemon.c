@@ -13,7 +13,9 @@
 #include "loop.h"
 #include "rpc-server.h"
 #include "run.h"
+#include "scan.h"
 #include "server.h"
+#include "status.h"
 #include "strv.h"
 
 /* The presets are reloaded with the configuration; a failure keeps the current set. */
@@ -65,6 +67,8 @@ int daemon_reload(Daemon *d, DjError *reterr) {
                               json_pack("{s:b, s:s}", "ok", 1, "config_path", d->config->path));
         daemon_update_status(d);
         runs_reload_presets_logged(d);
+        /* The docs of every status document: the presets' docs_url and the [docs] settings. */
+        status_changed(d, NULL, STATUS_PART_MASK(STATUS_PART_DOCS));
         return 0;
 }
 
@@ -102,6 +106,7 @@ void daemon_shutdown(Daemon *d, const char *reason) {
         (void) events_publish(d->events, "daemon.shutdown", json_pack("{s:s}", "reason", reason));
         /* Running runs get SIGTERM (recorded interrupted when they exit); nothing more is dispatched. */
         runs_shutdown(d);
+        scans_shutdown(d);
         /* Servers first (bounded by stop_timeout_sec + 1 s): clients still see their last events. */
         servers_stop_all(d, shutdown_servers_stopped_cb, d);
 }

@@ -15,6 +15,8 @@ typedef struct InterpCache InterpCache;
 typedef struct Notifier Notifier;
 typedef struct PresetSet PresetSet;
 typedef struct RunQueue RunQueue;
+typedef struct ScanQueue ScanQueue;
+typedef struct StatusHub StatusHub;
 typedef struct Workspace Workspace;
 
 /* Everything the daemon owns, in one place (systemd's Manager, in spirit). Domain modules see this struct
@@ -36,6 +38,8 @@ typedef struct Daemon {
         InterpCache *interp_cache; /* interp.c's verdicts per (interpreter, mtime) */
         PresetSet *presets;        /* the allowlist (preset.c), swapped whole on reload */
         RunQueue *runs;            /* the task queue (run.c) */
+        ScanQueue *scans;          /* the probes (scan.c) */
+        StatusHub *status;         /* the status documents (status.c) */
 
         uint64_t started_at;   /* µs, CLOCK_REALTIME */
         char *started_at_iso;  /* the same, formatted once for daemon.info */

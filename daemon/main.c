@@ -24,6 +24,8 @@
 #include "notify.h"
 #include "rpc-server.h"
 #include "run.h"
+#include "scan.h"
+#include "status.h"
 #include "workspace.h"
 #include "server.h"
 
@@ -268,6 +270,8 @@ static void daemon_done(Daemon *d) {
         d->rpc = rpc_server_free(d->rpc);
         d->bus = bus_free(d->bus);
         runs_free(d); /* kills what still runs: recorded as interrupted */
+        status_free(d);
+        scans_free(d); /* kills a probe still running */
         workspaces_free(d);
         interp_cache_clear(d);
         d->notifier = notifier_free(d->notifier); /* sends what is queued, waits ~1 s at most */
@@ -350,6 +354,19 @@ static int run(Daemon *d) {
                 dj_error_done(&err);
                 return r;
         }
+        /* The scans the store holds (and the events that trigger new ones), then the status documents. */
+        r = scans_init(d, &err);
+        if (r < 0) {
+                log_error("Cannot set up the scans: %s", err.message ?: "error");
+                dj_error_done(&err);
+                return r;
+        }
+        r = status_init(d, &err);
+        if (r < 0) {
+                log_error("Cannot set up the status documents: %s", err.message ?: "error");
+                dj_error_done(&err);
+                return r;
+        }
         r = rpc_server_new(d, loop_base(d->loop), TAKE_FD(fd), &d->rpc);
         if (r < 0)
                 return log_error_errno(r, "Cannot serve the socket: %m");
@@ -364,6 +381,7 @@ static int run(Daemon *d) {
         daemon_update_status(d);
         servers_autostart(d);
         runs_start(d);
+        scans_start(d);
 
         r = loop_run(d->loop);
         if (r < 0)

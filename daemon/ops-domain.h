@@ -34,3 +34,13 @@ int op_run_get(OpCall *c, json_t *params);
 int op_run_list(OpCall *c, json_t *params);
 int op_run_logs(OpCall *c, json_t *params);
 int op_run_start(OpCall *c, json_t *params);
+
+/* scans (ops-scan.c) */
+int op_scan_cancel(OpCall *c, json_t *params);
+int op_scan_get(OpCall *c, json_t *params);
+int op_scan_list(OpCall *c, json_t *params);
+int op_scan_result(OpCall *c, json_t *params);
+int op_scan_start(OpCall *c, json_t *params);
+
+/* the status document (status.c) */
+int op_workspace_status(OpCall *c, json_t *params);

@@ -12,26 +12,9 @@
 #include "ops.h"
 #include "preset.h"
 #include "run.h"
+#include "status.h"
 #include "strv.h"
 #include "workspace.h"
-
-static int fail_err(OpCall *c, DjError *err) {
-        int r;
-
-        if (!dj_error_is_set(err))
-                (void) dj_error_set(err, DJ_E_INTERNAL, "out of memory");
-        r = -dj_err_kind_to_errno(err->kind);
-        op_call_fail(c, err);
-        dj_error_done(err);
-        return r;
-}
-
-static int reply_or_fail(OpCall *c, json_t *result, DjError *err) {
-        if (!result)
-                return fail_err(c, err);
-        op_call_reply(c, result);
-        return 0;
-}
 
 static uint64_t param_uint(json_t *params, const char *key) {
         json_t *v = json_object_get(params, key);
@@ -86,7 +69,7 @@ int op_preset_list(OpCall *c, json_t *params) {
                 w = workspace_find(d, slug);
                 if (!w) {
                         (void) dj_error_set_value(&err, DJ_E_NOT_FOUND, slug, "no workspace '%s'", slug);
-                        return fail_err(c, &err);
+                        return op_call_fail_error(c, &err);
                 }
         }
         list = json_array();
@@ -104,7 +87,7 @@ int op_preset_list(OpCall *c, json_t *params) {
         }
         if (!list)
                 return op_call_failf(c, DJ_E_INTERNAL, "out of memory");
-        return reply_or_fail(
+        return op_call_reply_or_fail(
                 c, json_pack("{s:o, s:o}", "presets", list, "warnings", strv_json(runs_preset_warnings(d))),
                 &err);
 }
@@ -117,14 +100,16 @@ int op_preset_reload(OpCall *c, json_t *params) {
 
         r = runs_reload_presets(d, &warnings, &err);
         if (r < 0)
-                return fail_err(c, &err);
+                return op_call_fail_error(c, &err);
         for (char **w = warnings; w && *w; w++)
                 log_warning("Preset %s, skipping it.", *w);
         log_info("Presets reloaded: %zu.", preset_set_size(d->presets));
-        return reply_or_fail(c,
-                             json_pack("{s:I, s:o}", "presets", (json_int_t) preset_set_size(d->presets),
-                                       "warnings", strv_json(warnings)),
-                             &err);
+        status_changed(d, NULL, STATUS_PART_MASK(STATUS_PART_DOCS)); /* their docs_url */
+        return op_call_reply_or_fail(c,
+                                     json_pack("{s:I, s:o}", "presets",
+                                               (json_int_t) preset_set_size(d->presets), "warnings",
+                                               strv_json(warnings)),
+                                     &err);
 }
 
 int op_run_start(OpCall *c, json_t *params) {
@@ -143,8 +128,8 @@ int op_run_start(OpCall *c, json_t *params) {
 
         k = run_enqueue(c->daemon, &req, &r, &err);
         if (k < 0)
-                return fail_err(c, &err);
-        return reply_or_fail(c, run_to_json(r), &err);
+                return op_call_fail_error(c, &err);
+        return op_call_reply_or_fail(c, run_to_json(r), &err);
 }
 
 int op_run_cancel(OpCall *c, json_t *params) {
@@ -154,32 +139,33 @@ int op_run_cancel(OpCall *c, json_t *params) {
 
         k = run_cancel(c->daemon, id, &err);
         if (k < 0)
-                return fail_err(c, &err);
-        return reply_or_fail(c, run_get_json(c->daemon, id, &err), &err);
+                return op_call_fail_error(c, &err);
+        return op_call_reply_or_fail(c, run_get_json(c->daemon, id, &err), &err);
 }
 
 int op_run_get(OpCall *c, json_t *params) {
         DjError err = DJ_ERROR_INIT;
 
-        return reply_or_fail(c, run_get_json(c->daemon, param_uint(params, "id"), &err), &err);
+        return op_call_reply_or_fail(c, run_get_json(c->daemon, param_uint(params, "id"), &err), &err);
 }
 
 int op_run_list(OpCall *c, json_t *params) {
         DjError err = DJ_ERROR_INIT;
 
-        return reply_or_fail(c,
-                             runs_list_json(c->daemon,
-                                            json_string_value(json_object_get(params, "workspace")),
-                                            json_string_value(json_object_get(params, "status")),
-                                            param_uint(params, "limit"), &err),
-                             &err);
+        return op_call_reply_or_fail(c,
+                                     runs_list_json(c->daemon,
+                                                    json_string_value(json_object_get(params, "workspace")),
+                                                    json_string_value(json_object_get(params, "status")),
+                                                    param_uint(params, "limit"), &err),
+                                     &err);
 }
 
 int op_run_logs(OpCall *c, json_t *params) {
         DjError err = DJ_ERROR_INIT;
 
-        return reply_or_fail(c,
-                             run_logs_json(c->daemon, param_uint(params, "id"), param_uint(params, "since"),
-                                           param_uint(params, "limit"), &err),
-                             &err);
+        return op_call_reply_or_fail(c,
+                                     run_logs_json(c->daemon, param_uint(params, "id"),
+                                                   param_uint(params, "since"), param_uint(params, "limit"),
+                                                   &err),
+                                     &err);
 }

@@ -17,7 +17,9 @@
 #include "ops-domain.h"
 #include "ops.h"
 #include "run.h"
+#include "scan.h"
 #include "server.h"
+#include "status.h"
 #include "workspace.h"
 
 #define COPY_BUFFER 65536
@@ -36,6 +38,7 @@ typedef struct WsOp {
         SettingsSource settings_source;
         bool set_settings;
         bool purge;
+        bool seed_scans; /* add: request every scan once registered */
         bool waiting_server;
         LoopSource *defer;
         struct WsOp *prev, *next;
@@ -116,19 +119,11 @@ void ops_workspace_cancel_all(Daemon *d) {
         }
 }
 
-static int fail_err(OpCall *c, DjError *err) {
-        int r = -dj_err_kind_to_errno(err->kind);
-
-        op_call_fail(c, err);
-        dj_error_done(err);
-        return r;
-}
-
 static int fail_not_found(OpCall *c, const char *slug) {
         DjError err = DJ_ERROR_INIT;
 
         (void) dj_error_set_value(&err, DJ_E_NOT_FOUND, slug, "no workspace '%s'", slug);
-        return fail_err(c, &err);
+        return op_call_fail_error(c, &err);
 }
 
 static void publish_workspace(Daemon *d, const char *topic, json_t *j) {
@@ -205,7 +200,7 @@ static void add_interp_cb(const char *interpreter, const char *version, const Dj
         }
         r = workspace_register(d, w, &e);
         if (r < 0) {
-                (void) fail_err(op->call, &e);
+                (void) op_call_fail_error(op->call, &e);
                 ws_op_free(op);
                 return;
         }
@@ -219,6 +214,7 @@ static void add_interp_cb(const char *interpreter, const char *version, const Dj
                 return;
         }
         publish_workspace(d, "workspace.added", j);
+        scans_workspace_added(d, w, op->seed_scans);
         op_call_reply(op->call, j);
         ws_op_free(op);
 }
@@ -236,10 +232,10 @@ static int add_start(OpCall *c, const char *path, json_t *params, const char *na
 
         r = workspace_check_path(c->daemon, path, &canonical, &err);
         if (r < 0)
-                return fail_err(c, &err);
+                return op_call_fail_error(c, &err);
         r = check_common(params, false, &err);
         if (r < 0)
-                return fail_err(c, &err);
+                return op_call_fail_error(c, &err);
 
         w = calloc(1, sizeof(*w));
         if (!w)
@@ -251,11 +247,11 @@ static int add_start(OpCall *c, const char *path, json_t *params, const char *na
         name = param_string(params, "name") ?: name_default ?: strrchr(canonical, '/') + 1;
         r = workspace_check_name(name, &err);
         if (r < 0)
-                return fail_err(c, &err);
+                return op_call_fail_error(c, &err);
         r = workspace_resolve_settings(c->daemon, canonical, param_string(params, "settings_module"),
                                        &w->settings_module, &w->settings_source, &err);
         if (r < 0)
-                return fail_err(c, &err);
+                return op_call_fail_error(c, &err);
         w->name = strdup(name);
         python = param_string(params, "python");
         w->python = python ? strdup(python) : NULL;
@@ -268,6 +264,7 @@ static int add_start(OpCall *c, const char *path, json_t *params, const char *na
         if (!op)
                 return op_call_failf(c, DJ_E_INTERNAL, "out of memory");
         op->w = TAKE_PTR(w);
+        op->seed_scans = !json_is_false(json_object_get(params, "seed_scans"));
         r = interp_find(c->daemon, op->w->python, op->w->path, add_interp_cb, op, &interp);
         if (r < 0) {
                 (void) op_call_failf(c, DJ_E_INTERNAL, "cannot look for an interpreter: %s", strerror(-r));
@@ -350,7 +347,7 @@ static void update_finish(WsOp *op, Workspace *w, const char *interpreter, const
         apply_common(w, params);
         r = workspace_save(w, &err);
         if (r < 0) {
-                (void) fail_err(op->call, &err);
+                (void) op_call_fail_error(op->call, &err);
                 return;
         }
         log_debug("workspace '%s': updated", w->slug);
@@ -359,7 +356,10 @@ static void update_finish(WsOp *op, Workspace *w, const char *interpreter, const
                 (void) op_call_failf(op->call, DJ_E_INTERNAL, "out of memory");
                 return;
         }
-        publish_workspace(op->daemon, "workspace.changed", j);
+        /* workspace.changed (parts "workspace" and "server": the name and the mode show in both) comes
+         * from the status document. */
+        status_changed(op->daemon, w,
+                       STATUS_PART_MASK(STATUS_PART_WORKSPACE) | STATUS_PART_MASK(STATUS_PART_SERVER));
         op_call_reply(op->call, j);
 }
 
@@ -392,11 +392,11 @@ int op_workspace_update(OpCall *c, json_t *params) {
                 return fail_not_found(c, slug);
         if (w->removing) {
                 (void) dj_error_set_value(&err, DJ_E_BUSY, slug, "workspace '%s' is being removed", slug);
-                return fail_err(c, &err);
+                return op_call_fail_error(c, &err);
         }
         r = check_common(params, true, &err);
         if (r < 0)
-                return fail_err(c, &err);
+                return op_call_fail_error(c, &err);
 
         op = ws_op_new_for(c, w);
         if (!op)
@@ -407,7 +407,7 @@ int op_workspace_update(OpCall *c, json_t *params) {
                 r = workspace_resolve_settings(c->daemon, w->path, isempty(s) ? NULL : s,
                                                &op->settings_module, &op->settings_source, &err);
                 if (r < 0) {
-                        (void) fail_err(c, &err);
+                        (void) op_call_fail_error(c, &err);
                         ws_op_free(op);
                         return r;
                 }
@@ -425,7 +425,7 @@ int op_workspace_update(OpCall *c, json_t *params) {
         /* The interpreter checks run in the project directory: re-check it first, as for a server. */
         r = workspace_verify(w, &err);
         if (r < 0) {
-                (void) fail_err(c, &err);
+                (void) op_call_fail_error(c, &err);
                 ws_op_free(op);
                 return r;
         }
@@ -497,10 +497,11 @@ static void remove_finish_cb(LoopSource *s, void *userdata) {
         }
         /* Its queued and running runs are cancelled (run.finished each); the store drops its runs. */
         runs_workspace_removed(d, w);
+        scans_workspace_removed(d, w);
         r = workspace_unregister(w, &err);
         if (r < 0) {
                 w->removing = false;
-                (void) fail_err(op->call, &err);
+                (void) op_call_fail_error(op->call, &err);
                 ws_op_free(op);
                 return;
         }
@@ -557,7 +558,7 @@ int op_workspace_remove(OpCall *c, json_t *params) {
         if (w->removing) {
                 (void) dj_error_set_value(&err, DJ_E_BUSY, slug, "workspace '%s' is being removed already",
                                           slug);
-                return fail_err(c, &err);
+                return op_call_fail_error(c, &err);
         }
         op = ws_op_new_for(c, w);
         if (!op)
@@ -801,7 +802,7 @@ int op_sample_install(OpCall *c, json_t *params) {
                 (void) dj_error_set_value(&err, DJ_E_INVALID, name,
                                           "Invalid params: sample name '%s' must be made of [a-z0-9-]",
                                           name);
-                return fail_err(c, &err);
+                return op_call_fail_error(c, &err);
         }
         src = path_join(d->config->samples_dir, name);
         dest = path_join(d->config->sample_root, name);
@@ -810,7 +811,7 @@ int op_sample_install(OpCall *c, json_t *params) {
         if (!sample_dir_at(AT_FDCWD, src)) {
                 (void) dj_error_set_value(&err, DJ_E_NOT_FOUND, name, "no sample '%s' in '%s'", name,
                                           d->config->samples_dir);
-                return fail_err(c, &err);
+                return op_call_fail_error(c, &err);
         }
         if (lstat(dest, &st) >= 0) {
                 w = sample_workspace(d, dest);
@@ -819,7 +820,7 @@ int op_sample_install(OpCall *c, json_t *params) {
                                 &err, DJ_E_BUSY, name,
                                 "sample '%s' is installed already, in '%s', as workspace '%s'", name,
                                 w->path, w->slug);
-                        return fail_err(c, &err);
+                        return op_call_fail_error(c, &err);
                 }
                 log_debug("sample '%s': '%s' exists, registering it as it is", name, dest);
         } else {

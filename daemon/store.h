@@ -152,8 +152,8 @@ int store_run_log_first(Store *s, uint64_t run_id, uint64_t *ret);
 typedef struct StoreScan {
         int64_t workspace_id;
         uint64_t id;
-        char *kind;       /* "schema", "migrations", "checks" */
-        char *status;     /* "pending", "running", "completed", "failed" */
+        char *kind;   /* "schema", "migrations", "checks" */
+        char *status; /* "pending", "running", "completed", "failed" */
         unsigned progress;
         char *summary;    /* NULL */
         char *error;      /* NULL */

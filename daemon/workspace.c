@@ -13,7 +13,9 @@
 #include "daemon.h"
 #include "dj-log.h"
 #include "dj-util.h"
+#include "scan.h"
 #include "server.h"
+#include "status.h"
 #include "store.h"
 #include "strv.h"
 #include "workspace.h"
@@ -583,6 +585,8 @@ Workspace *workspace_free(Workspace *w) {
         if (!w)
                 return NULL;
         w->server = server_free(w->server);
+        w->scans = scan_set_free(w->scans);
+        w->status = workspace_status_free(w->status);
         free(w->slug);
         free(w->name);
         free(w->path);

@@ -10,8 +10,10 @@
 #include "dj-macro.h"
 
 typedef struct Daemon Daemon;
+typedef struct ScanSet ScanSet;
 typedef struct Server Server;
 typedef struct Workspace Workspace;
+typedef struct WorkspaceStatus WorkspaceStatus;
 
 typedef enum ServerMode {
         SERVER_MODE_SERVE,     /* python/djdesk-serve on the inherited socket, READY=1 on NOTIFY_SOCKET */
@@ -55,8 +57,10 @@ struct Workspace {
         uint64_t created_at; /* µs */
         uint64_t updated_at; /* µs */
 
-        Server *server; /* owned; always present */
-        bool removing;  /* workspace.remove is stopping its server */
+        Server *server;          /* owned; always present */
+        ScanSet *scans;          /* scan.c's, created on first use; NULL: never scanned */
+        WorkspaceStatus *status; /* status.c's, created on first use */
+        bool removing;           /* workspace.remove is stopping its server */
 
         Workspace *prev, *next; /* Daemon.workspaces, in creation order */
 };

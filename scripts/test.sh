@@ -16,7 +16,7 @@ cd "$ROOT"
 PACKAGES=(meson ninja-build pkg-config gcc libsystemd-dev libevent-dev libsqlite3-dev libjansson-dev
           libnotify-dev libinih-dev libcmocka-dev scdoc dbus dbus-user-session python3-pytest python3-django
           python3-dbusmock sqlite3 util-linux systemd clang-format libdbus-1-dev
-          desktop-file-utils)
+          desktop-file-utils graphviz python3-jsonschema)
 SYS_PYTHON=/usr/bin/python3
 
 say() { printf '==> %s\n' "$*"; }

@@ -36,6 +36,7 @@ UNITS = [u for u in (os.environ.get("DJDESK_UNITS") or "").split(":") if u]
 # The children's side: the helper and the samples straight from the source tree, and an interpreter that
 # can import Django (Debian's: the pyenv python3 first on PATH on these machines has no Django).
 SERVE_HELPER = os.path.join(SOURCE_ROOT, "python", "djdesk-serve")
+PROBE_HELPER = os.path.join(SOURCE_ROOT, "python", "djdesk-probe")
 SAMPLES_DIR = os.path.join(SOURCE_ROOT, "samples")
 PRESETS_DIR = os.path.join(SOURCE_ROOT, "data", "presets.d")
 DJANGO_PYTHON = os.environ.get("DJDESK_TEST_PYTHON") or "/usr/bin/python3"
@@ -110,6 +111,7 @@ class Tree:
             "XDG_CONFIG_HOME": self.config,
             "XDG_DATA_HOME": self.data,
             "DJDESK_SERVE": SERVE_HELPER,
+            "DJDESK_PROBE": PROBE_HELPER,
             "DJDESK_SAMPLES_DIR": SAMPLES_DIR,
             "DJDESK_PRESETS_DIR": PRESETS_DIR,
         })

@@ -372,8 +372,20 @@ def test_update(tree):
         assert w["port"] == 8123 and w["mode"] == "runserver"
         assert (w["autostart"], w["autoreload"], w["migrate_on_start"]) == (True, False, False)
         assert (w["settings_module"], w["settings_source"]) == ("other.settings", "given")
-        e = sub.wait_event("workspace.changed")
-        assert e["data"]["workspace"] == w
+        # workspace.changed names the slug and the parts of the status document that changed (the first
+        # ones announce the workspace's addition); seq grows by one per event of the workspace
+        seqs = []
+        while True:
+            e = sub.wait_event("workspace.changed")
+            assert set(e["data"]) == {"workspace", "seq", "parts"}, e
+            assert e["data"]["workspace"] == "polls"
+            seqs.append(e["data"]["seq"])
+            if "workspace" in e["data"]["parts"]:
+                break
+        assert seqs == list(range(1, len(seqs) + 1)), seqs
+        assert e["data"]["parts"][0] == "workspace", e
+        doc = rpc.call("workspace.status", {"workspace": "polls"})
+        assert doc["seq"] >= e["data"]["seq"] and doc["name"] == "Polls Renamed"
         assert rpc.call("workspace.get", {"workspace": "polls"}) == w
 
         # port 0, python "" and settings_module "" go back to the defaults
