@@ -2,8 +2,9 @@
 /* The workspace objects: /io/djdesk/Desk1/workspace/<sd_bus_path_encode(slug)>, interface
  * io.djdesk.Desk1.Workspace. They are not registered one by one: a fallback vtable below the prefix finds
  * the workspace in the registry by the path's slug, and a node enumerator lists the registry for
- * introspection and the ObjectManager. Properties are read live from the Workspace and its Server; an
- * event subscriber turns the domain's events into InterfacesAdded/InterfacesRemoved and PropertiesChanged. */
+ * introspection and the ObjectManager. Properties are read live from the Workspace, its Server and its
+ * scans' counts; GetStatus returns the status document's cached text. An event subscriber turns the domain's
+ * events into InterfacesAdded/InterfacesRemoved and PropertiesChanged. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,9 @@
 #include "daemon.h"
 #include "dj-log.h"
 #include "events.h"
+#include "scan.h"
 #include "server.h"
+#include "status.h"
 #include "strv.h"
 #include "workspace.h"
 
@@ -126,6 +129,22 @@ static int property_get_restarts(sd_bus *bus, const char *path, const char *inte
         return sd_bus_message_append(reply, "u", (uint32_t) server_restarts(w->server));
 }
 
+/* The counts of the last completed scans (scan_counts()). */
+#define WORKSPACE_SCAN_PROPERTY(prop, type, member)                                                 \
+        static int property_get_##prop(sd_bus *bus, const char *path, const char *interface,        \
+                                       const char *property, sd_bus_message *reply, void *userdata, \
+                                       sd_bus_error *error) {                                       \
+                ScanCounts counts = {};                                                             \
+                scan_counts(userdata, &counts);                                                     \
+                return sd_bus_message_append(reply, type, counts.member);                           \
+        }
+
+WORKSPACE_SCAN_PROPERTY(pending_migrations, "u", pending_migrations)
+WORKSPACE_SCAN_PROPERTY(model_count, "u", models)
+WORKSPACE_SCAN_PROPERTY(check_warnings, "u", check_warnings)
+WORKSPACE_SCAN_PROPERTY(check_errors, "u", check_errors)
+WORKSPACE_SCAN_PROPERTY(last_scan_at, "t", last_scan_at)
+
 /* ---- methods ---- */
 
 static int format_url(sd_bus_message *reply, json_t *result) {
@@ -150,6 +169,42 @@ static int method_restart(sd_bus_message *m, void *userdata, sd_bus_error *error
         return workspace_call(m, userdata, "server.restart", format_url, error);
 }
 
+/* The status document, straight from its cache (workspace.status gives the same JSON). */
+static int method_get_status(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        const char *text = workspace_status_text(userdata);
+
+        if (!text)
+                return -ENOMEM;
+        return sd_bus_reply_method_return(m, "s", text);
+}
+
+/* scan.start's result: the id of its first record (the first kind asked for). */
+static int format_scan_id(sd_bus_message *reply, json_t *result) {
+        json_t *id = json_object_get(json_array_get(json_object_get(result, "scans"), 0), "id");
+
+        if (!json_is_integer(id) || json_integer_value(id) <= 0)
+                return -EBADMSG;
+        return sd_bus_message_append(reply, "t", (uint64_t) json_integer_value(id));
+}
+
+/* scan.start {workspace, kind}: "" is every kind, like "all" (the operation checks the kind). */
+static int method_scan(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Workspace *w = userdata;
+        json_t *params;
+        const char *kind;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &kind);
+        if (r < 0)
+                return r;
+        params = json_pack("{s:s}", "workspace", w->slug);
+        if (params && !isempty(kind) && json_object_set_new(params, "kind", json_string(kind)) < 0)
+                params = (json_decref(params), NULL);
+        if (!params)
+                return -ENOMEM;
+        return bus_call_op(m, w->daemon->bus, "scan.start", params, format_scan_id, error);
+}
+
 #define EMITS_CHANGE SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE
 
 static const sd_bus_vtable workspace_vtable[] = {
@@ -166,19 +221,28 @@ static const sd_bus_vtable workspace_vtable[] = {
         SD_BUS_PROPERTY("Pid", "u", property_get_pid, 0, EMITS_CHANGE),
         SD_BUS_PROPERTY("Restarts", "u", property_get_restarts, 0, EMITS_CHANGE),
         SD_BUS_PROPERTY("LastError", "s", property_get_last_error, 0, EMITS_CHANGE),
+        SD_BUS_PROPERTY("PendingMigrations", "u", property_get_pending_migrations, 0, EMITS_CHANGE),
+        SD_BUS_PROPERTY("ModelCount", "u", property_get_model_count, 0, EMITS_CHANGE),
+        SD_BUS_PROPERTY("CheckWarnings", "u", property_get_check_warnings, 0, EMITS_CHANGE),
+        SD_BUS_PROPERTY("CheckErrors", "u", property_get_check_errors, 0, EMITS_CHANGE),
+        SD_BUS_PROPERTY("LastScanAt", "t", property_get_last_scan_at, 0, EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Start", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", url), method_start,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Stop", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_stop,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Restart", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", url), method_restart,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetStatus", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", status_json),
+                                method_get_status, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Scan", SD_BUS_ARGS("s", kind), SD_BUS_RESULT("t", id), method_scan,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 
 /* ---- events -> signals ---- */
 
-/* The slug an event is about: data.workspace is the slug (server.state) or the workspace JSON
- * (workspace.added/changed); workspace.removed says data.slug. */
+/* The slug an event is about: data.workspace is the slug (server.state, workspace.changed) or the workspace
+ * JSON (workspace.added); workspace.removed says data.slug. */
 static const char *event_slug(const Event *e) {
         json_t *w;
 
@@ -190,6 +254,43 @@ static const char *event_slug(const Event *e) {
         if (json_is_object(w))
                 return json_string_value(json_object_get(w, "slug"));
         return json_string_value(json_object_get(e->data, "slug"));
+}
+
+/* The properties a workspace.changed {workspace, seq, parts} changes, by the parts of the status document
+ * it names: "workspace" (workspace.update, a new Django version) and "scans"/"insights" (a scan finished).
+ * The server's properties follow server.state instead. An event without parts is taken as the workspace
+ * part (the shape before the status document). */
+static const char *const workspace_part_properties[] = {
+        "Name", "SettingsModule", "Python", "DjangoVersion", "Port", NULL,
+};
+static const char *const scan_part_properties[] = {
+        "PendingMigrations", "ModelCount", "CheckWarnings", "CheckErrors", "LastScanAt", NULL,
+};
+
+static bool event_has_part(const Event *e, const char *part) {
+        json_t *parts = json_object_get(e->data, "parts"), *p;
+        size_t i;
+
+        json_array_foreach (parts, i, p)
+                if (json_is_string(p) && streq(json_string_value(p), part))
+                        return true;
+        return false;
+}
+
+static int emit_workspace_changed(Bus *b, const char *path, const Event *e) {
+        const char *names[ELEMENTSOF(workspace_part_properties) + ELEMENTSOF(scan_part_properties) - 1];
+        size_t n = 0;
+
+        if (!json_is_array(json_object_get(e->data, "parts")) || event_has_part(e, "workspace"))
+                for (size_t i = 0; workspace_part_properties[i]; i++)
+                        names[n++] = workspace_part_properties[i];
+        if (event_has_part(e, "scans") || event_has_part(e, "insights"))
+                for (size_t i = 0; scan_part_properties[i]; i++)
+                        names[n++] = scan_part_properties[i];
+        if (n == 0)
+                return 0;
+        names[n] = NULL;
+        return sd_bus_emit_properties_changed_strv(b->bus, path, BUS_IFACE_WORKSPACE, (char **) names);
 }
 
 static void workspace_events_cb(EventSubscriber *s, const Event *e, void *userdata) {
@@ -211,9 +312,7 @@ static void workspace_events_cb(EventSubscriber *s, const Event *e, void *userda
                 r = sd_bus_emit_interfaces_removed_strv(b->bus, path,
                                                         (char **) workspace_removed_interfaces);
         else if (streq(e->topic, "workspace.changed"))
-                r = sd_bus_emit_properties_changed(b->bus, path, BUS_IFACE_WORKSPACE, "Name",
-                                                   "SettingsModule", "Python", "DjangoVersion", "Port",
-                                                   NULL);
+                r = emit_workspace_changed(b, path, e);
         else if (streq(e->topic, "server.state"))
                 r = sd_bus_emit_properties_changed(b->bus, path, BUS_IFACE_WORKSPACE, "ServerState", "URL",
                                                    "Port", "Pid", "Restarts", "LastError", NULL);
