@@ -7,7 +7,10 @@
  * write) and nothing else, so the difference between djdeskd and this program is the cost of the
  * daemon's own work: libevent, framing, JSON parsing, dispatch and serialisation.
  *
- * Usage: bench-echo-server SOCKET_PATH
+ * Usage: bench-echo-server SOCKET_PATH [RESULT_FILE]
+ * With RESULT_FILE (bench/status's floor) it answers every line instead with one canned JSON-RPC reply,
+ * {"jsonrpc":"2.0","id":N,"result":<the file's bytes>}, N copied from the request's "id": what a server
+ * that keeps the reply's text ready costs (find the id, copy the bytes, write), and nothing else.
  * Sends READY=1 to $NOTIFY_SOCKET (if set) once listening. SIGTERM/SIGINT: unlink the socket, exit 0.
  */
 #include <errno.h>
@@ -27,6 +30,9 @@
 #include "dj-macro.h"
 
 #define LINE_MAX_BYTES (1024 * 1024)
+
+static char *canned = NULL; /* RESULT_FILE's bytes, or NULL: echo */
+static size_t n_canned = 0;
 
 typedef struct Conn {
         int fd;
@@ -106,10 +112,28 @@ static int conn_read(Conn *c) {
                 return 0;
         }
         n_lines = (size_t) (nl - c->in) + 1;
-        if (c->n_out + n_lines > LINE_MAX_BYTES)
-                return -ENOBUFS;
-        memcpy(c->out + c->n_out, c->in, n_lines);
-        c->n_out += n_lines;
+        if (canned) {
+                for (char *p = c->in, *eol; p < c->in + n_lines; p = eol + 1) {
+                        const char *id;
+                        int h;
+
+                        eol = memchr(p, '\n', (size_t) (c->in + n_lines - p));
+                        *eol = '\0';
+                        id = strstr(p, "\"id\":");
+                        if (c->n_out + n_canned + 64 > LINE_MAX_BYTES)
+                                return -ENOBUFS;
+                        h = snprintf(c->out + c->n_out, 64, "{\"jsonrpc\":\"2.0\",\"id\":%llu,\"result\":",
+                                     id ? strtoull(id + 5, NULL, 10) : 0ULL);
+                        memcpy(c->out + c->n_out + h, canned, n_canned);
+                        memcpy(c->out + c->n_out + h + n_canned, "}\n", 2);
+                        c->n_out += (size_t) h + n_canned + 2;
+                }
+        } else {
+                if (c->n_out + n_lines > LINE_MAX_BYTES)
+                        return -ENOBUFS;
+                memcpy(c->out + c->n_out, c->in, n_lines);
+                c->n_out += n_lines;
+        }
         memmove(c->in, c->in + n_lines, c->n_in - n_lines);
         c->n_in -= n_lines;
         return 0;
@@ -133,11 +157,28 @@ int main(int argc, char *argv[]) {
         bool quit = false;
         int r;
 
-        if (argc != 2 || strlen(argv[1]) >= sizeof(sa.sun_path)) {
-                fprintf(stderr, "usage: %s SOCKET_PATH\n", argv[0]);
+        if (argc < 2 || argc > 3 || strlen(argv[1]) >= sizeof(sa.sun_path)) {
+                fprintf(stderr, "usage: %s SOCKET_PATH [RESULT_FILE]\n", argv[0]);
                 return 2;
         }
         strcpy(sa.sun_path, argv[1]);
+        if (argc == 3) {
+                FILE *f = fopen(argv[2], "re");
+                long size = -1;
+
+                if (f && fseek(f, 0, SEEK_END) == 0)
+                        size = ftell(f);
+                if (size > 0 && size <= LINE_MAX_BYTES / 2 && fseek(f, 0, SEEK_SET) == 0)
+                        canned = malloc((size_t) size);
+                if (canned && fread(canned, 1, (size_t) size, f) == (size_t) size)
+                        n_canned = (size_t) size;
+                if (f)
+                        (void) fclose(f);
+                if (n_canned == 0) {
+                        fprintf(stderr, "bench-echo-server: cannot read '%s'\n", argv[2]);
+                        return 1;
+                }
+        }
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
@@ -227,5 +268,6 @@ int main(int argc, char *argv[]) {
         }
 
         (void) unlink(sa.sun_path);
+        free(canned);
         return 0;
 }
