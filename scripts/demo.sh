@@ -108,7 +108,7 @@ EOF
         [[ -z "$demo_python" ]] || export DJDESK_PYTHON="$demo_python"
         # Run the helper and the samples from this source tree, not from an installed djdesk.
         export DJDESK_SERVE="$src/python/djdesk-serve" DJDESK_SAMPLES_DIR="$src/samples" \
-               DJDESK_PRESETS_DIR="$src/data/presets.d"
+               DJDESK_PRESETS_DIR="$src/data/presets.d" DJDESK_PROBE="$src/python/djdesk-probe"
         command -v dbus-run-session >/dev/null || die "dbus-run-session not found (Debian package: dbus)"
         # The inner run stops everything it started; $tmp goes once the bus is gone too (trap above).
         # As root in a container dbus-daemon complains that it cannot raise its fd limit: harmless.
@@ -341,6 +341,18 @@ show djdeskctl run atlas migrate && die "migrate ran without --confirm"
 show djdeskctl run atlas sqlmigrate --param app=catalog --param 'migration=0001; rm -rf ~' &&
         die "a parameter that fails its regex was accepted"
 show djdeskctl runs atlas
+
+step "Inspection: the project scanned, one live status document"
+echo "atlas was scanned when it was added (schema, migrations, checks); the probe never writes its database."
+show djdeskctl scan atlas --wait || echo "(a scan failed)" >&2
+show djdeskctl status atlas
+show djdeskctl schema atlas
+echo "As Graphviz (djdeskctl schema atlas --dot | dot -Tsvg > atlas.svg):"
+"$djdeskctl" schema atlas --dot | head -n 12
+echo "A migrate run rescans by itself (here nothing is pending: the server applied the migrations as it started):"
+show djdeskctl run atlas migrate --confirm --follow || echo "(migrate did not succeed)" >&2
+sleep 2
+show djdeskctl status atlas
 
 # ---- 5. effective configuration ----
 step "Where every setting comes from"
