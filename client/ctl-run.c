@@ -159,18 +159,6 @@ static int parse_id_operand(int argc, char *argv[], const char *verb, json_int_t
         return parse_run_id(verb, s, ret);
 }
 
-/* "3.2s", "412ms", "2m 5s" for a duration in seconds, or "-". */
-static const char *format_seconds(json_t *v, char *buf, size_t n) {
-        double s;
-
-        if (!json_is_number(v))
-                return "-";
-        s = json_number_value(v);
-        if (s < 0)
-                s = 0;
-        return format_duration(buf, n, (uint64_t) (s * (double) USEC_PER_SEC));
-}
-
 /* "2026-11-24 05:00:01" for an ISO 8601 time (the daemon's local time), as it came when it has another
  * shape, "-" for none. */
 static const char *format_when(const char *iso, char *buf, size_t n) {
@@ -627,7 +615,7 @@ static int finish_run(RunView *v) {
 
         if (json_is_number(duration))
                 (void) snprintf(after, sizeof(after), " after %s",
-                                format_seconds(duration, buf, sizeof(buf)));
+                                ctl_format_seconds(duration, buf, sizeof(buf)));
         if (!ok && error)
                 why = sanitize(error);
         else if (!ok && json_is_integer(code) &&
@@ -1069,11 +1057,11 @@ int verb_runs(int argc, char *argv[]) {
                 if (json_is_integer(exit_code))
                         (void) snprintf(code, sizeof(code), "%" JSON_INTEGER_FORMAT,
                                         json_integer_value(exit_code));
-                r = ctl_table_add(
-                        t, id, ctl_str(run, "workspace", NULL), ctl_str(run, "preset", NULL),
-                        ctl_str(run, "status", NULL), code,
-                        format_seconds(json_object_get(run, "duration_seconds"), duration, sizeof(duration)),
-                        format_when(ctl_str(run, "queued_at", NULL), when, sizeof(when)));
+                r = ctl_table_add(t, id, ctl_str(run, "workspace", NULL), ctl_str(run, "preset", NULL),
+                                  ctl_str(run, "status", NULL), code,
+                                  ctl_format_seconds(json_object_get(run, "duration_seconds"), duration,
+                                                     sizeof(duration)),
+                                  format_when(ctl_str(run, "queued_at", NULL), when, sizeof(when)));
                 if (r < 0)
                         return ctl_oom();
         }
@@ -1216,8 +1204,8 @@ int ctl_run_event_summary(const char *topic, json_t *data, char **ret) {
                 }
                 r = asprintf(&text, "#%" JSON_INTEGER_FORMAT " %s/%s %s (%s%s)%s%s", id, ws, preset,
                              ctl_str(data, "status", "?"), codebuf,
-                             format_seconds(json_object_get(data, "duration_seconds"), duration,
-                                            sizeof(duration)),
+                             ctl_format_seconds(json_object_get(data, "duration_seconds"), duration,
+                                                sizeof(duration)),
                              tail ? ": " : "", tail ?: "");
         } else {
                 *ret = NULL;

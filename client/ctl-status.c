@@ -181,28 +181,6 @@ static const char *level_color(const char *level) {
         return NULL;
 }
 
-/* Characters, not bytes: UTF-8 continuation bytes do not take a column. */
-static size_t text_width(const char *s) {
-        size_t w = 0;
-
-        for (; *s; s++)
-                if (((unsigned char) *s & 0xc0) != 0x80)
-                        w++;
-        return w;
-}
-
-/* "3.2s", "412ms" for a duration in seconds, or "-". */
-static const char *format_seconds(json_t *v, char *buf, size_t n) {
-        double s;
-
-        if (!json_is_number(v))
-                return "-";
-        s = json_number_value(v);
-        if (s < 0)
-                s = 0;
-        return format_duration(buf, n, (uint64_t) (s * (double) USEC_PER_SEC));
-}
-
 static char *format_int(json_t *v) {
         char *s = NULL;
 
@@ -218,9 +196,11 @@ typedef struct Cell {
         const char *color;
 } Cell;
 
+/* The first failure is kept in error: the additions after it do nothing, and grid_print() returns it. */
 typedef struct Grid {
         size_t n_columns, n_cells, n_alloc;
         Cell *cells; /* row after row, the header first */
+        int error;
 } Grid;
 
 static void grid_done(Grid *g) {
@@ -230,35 +210,41 @@ static void grid_done(Grid *g) {
         *g = (Grid){};
 }
 
-static int grid_add(Grid *g, const char *text, const char *color) {
+static void grid_add(Grid *g, const char *text, const char *color) {
         char *t;
 
+        if (g->error < 0)
+                return;
         if (g->n_cells >= g->n_alloc) {
                 size_t n = MAX(g->n_alloc * 2, (size_t) 16);
                 Cell *c = reallocarray(g->cells, n, sizeof(Cell));
 
-                if (!c)
-                        return -ENOMEM;
+                if (!c) {
+                        g->error = -ENOMEM;
+                        return;
+                }
                 g->cells = c;
                 g->n_alloc = n;
         }
         t = clean_text(text);
-        if (!t)
-                return -ENOMEM;
+        if (!t) {
+                g->error = -ENOMEM;
+                return;
+        }
         g->cells[g->n_cells++] = (Cell){ .text = t, .color = color };
-        return 0;
 }
 
-/* A row of n_columns strings (NULL shown as "-"), uncoloured. */
-static int grid_row(Grid *g, ...) {
-        va_list ap;
-        int r = 0;
+/* An integer cell (format_int()). */
+static void grid_add_int(Grid *g, json_t *v, const char *color) {
+        _cleanup_free_ char *text = NULL;
 
-        va_start(ap, g);
-        for (size_t i = 0; i < g->n_columns && r >= 0; i++)
-                r = grid_add(g, va_arg(ap, const char *), NULL);
-        va_end(ap);
-        return r;
+        if (g->error < 0)
+                return;
+        text = format_int(v);
+        if (!text)
+                g->error = -ENOMEM;
+        else
+                grid_add(g, text, color);
 }
 
 /* Whether the cells of the row after cell i are all empty. */
@@ -270,13 +256,15 @@ static bool grid_rest_empty(const Grid *g, size_t i) {
 }
 
 /* Prints the table, each row indented; the header (the first row) dim. No trailing blanks: a row ends after
- * its last non-empty cell. */
-static void grid_print(Grid *g, const char *indent) {
+ * its last non-empty cell. Returns 0, or the first failure of the additions (then prints nothing). */
+static int grid_print(Grid *g, const char *indent) {
         size_t widths[16] = {};
 
+        if (g->error < 0)
+                return g->error;
         assert(g->n_columns <= ELEMENTSOF(widths));
         for (size_t i = 0; i < g->n_cells; i++)
-                widths[i % g->n_columns] = MAX(widths[i % g->n_columns], text_width(g->cells[i].text));
+                widths[i % g->n_columns] = MAX(widths[i % g->n_columns], ctl_text_width(g->cells[i].text));
         for (size_t i = 0; i < g->n_cells; i++) {
                 size_t col = i % g->n_columns;
                 const Cell *c = &g->cells[i];
@@ -292,8 +280,30 @@ static void grid_print(Grid *g, const char *indent) {
                         putchar('\n');
                         i += g->n_columns - 1 - col;
                 } else
-                        printf("%*s", (int) (widths[col] - text_width(c->text) + 2), "");
+                        printf("%*s", (int) (widths[col] - ctl_text_width(c->text) + 2), "");
         }
+        return 0;
+}
+
+#define GRID_COLUMNS_MAX 5
+
+/* Adds the cells of one row for item. */
+typedef void (*GridRowFn)(Grid *g, json_t *item);
+
+/* A table of one row per element of list, filled by add_row, under header (GRID_COLUMNS_MAX strings at
+ * most, NULL-terminated), printed each row indented. Returns 0 or -ENOMEM. */
+static int grid_print_list(json_t *list, const char *const *header, GridRowFn add_row, const char *indent) {
+        _cleanup_(grid_done) Grid g = {};
+        json_t *item;
+        size_t k;
+
+        while (g.n_columns < GRID_COLUMNS_MAX && header[g.n_columns])
+                g.n_columns++;
+        for (size_t i = 0; i < g.n_columns; i++)
+                grid_add(&g, header[i], NULL);
+        json_array_foreach (list, k, item)
+                add_row(&g, item);
+        return grid_print(&g, indent);
 }
 
 /* ---- status ---- */
@@ -336,174 +346,86 @@ static int print_server(json_t *server) {
         return 0;
 }
 
-static int print_insights(json_t *doc) {
-        _cleanup_(grid_done) Grid g = { .n_columns = 3 };
-        json_t *list = json_object_get(doc, "insights"), *i;
-        size_t k;
-        int r;
-
-        print_heading("Insights");
-        if (json_array_size(list) == 0) {
-                printf(DASHBOARD_INDENT "none\n");
-                return 0;
-        }
-        r = grid_row(&g, "INSIGHT", "VALUE", "");
-        json_array_foreach (list, k, i) {
-                if (r >= 0)
-                        r = grid_add(&g, ctl_str(i, "title", ctl_str(i, "key", "?")), NULL);
-                if (r >= 0)
-                        r = grid_add(&g, ctl_str(i, "value", "-"),
-                                     severity_color(ctl_str(i, "severity", NULL)));
-                if (r >= 0)
-                        r = grid_add(&g, ctl_str(i, "caption", ""), NULL);
-        }
-        if (r < 0)
-                return r;
-        grid_print(&g, DASHBOARD_INDENT);
-        return 0;
+static void insight_row(Grid *g, json_t *i) {
+        grid_add(g, ctl_str(i, "title", ctl_str(i, "key", "?")), NULL);
+        grid_add(g, ctl_str(i, "value", "-"), severity_color(ctl_str(i, "severity", NULL)));
+        grid_add(g, ctl_str(i, "caption", ""), NULL);
 }
 
-static int print_apps(json_t *doc) {
-        _cleanup_(grid_done) Grid g = { .n_columns = 4 };
-        json_t *list = json_object_get(doc, "apps"), *a;
-        size_t k;
-        int r;
+static void app_row(Grid *g, json_t *a) {
+        const char *status = ctl_str(a, "status", "unknown");
 
-        print_heading("Apps");
-        if (json_array_size(list) == 0) {
-                printf(DASHBOARD_INDENT "none known yet (no schema scan completed)\n");
-                return 0;
-        }
-        r = grid_row(&g, "APP", "MODELS", "PENDING", "STATUS");
-        json_array_foreach (list, k, a) {
-                _cleanup_free_ char *models = format_int(json_object_get(a, "models")),
-                                    *pending = format_int(json_object_get(a, "pending_migrations"));
-                const char *status = ctl_str(a, "status", "unknown");
-
-                if (!models || !pending)
-                        return -ENOMEM;
-                if (r >= 0)
-                        r = grid_add(&g, ctl_str(a, "label", "?"), NULL);
-                if (r >= 0)
-                        r = grid_add(&g, models, NULL);
-                if (r >= 0)
-                        r = grid_add(&g, pending,
-                                     ctl_int(a, "pending_migrations", 0) > 0 ? ANSI_YELLOW : NULL);
-                if (r >= 0)
-                        r = grid_add(&g, status, state_color(status));
-        }
-        if (r < 0)
-                return r;
-        grid_print(&g, DASHBOARD_INDENT);
-        return 0;
+        grid_add(g, ctl_str(a, "label", "?"), NULL);
+        grid_add_int(g, json_object_get(a, "models"), NULL);
+        grid_add_int(g, json_object_get(a, "pending_migrations"),
+                     ctl_int(a, "pending_migrations", 0) > 0 ? ANSI_YELLOW : NULL);
+        grid_add(g, status, state_color(status));
 }
 
-static int print_scans(json_t *doc) {
-        _cleanup_(grid_done) Grid g = { .n_columns = 4 };
-        json_t *list = json_object_get(doc, "scans"), *s;
-        size_t k;
-        int r;
+static void scan_row(Grid *g, json_t *s) {
+        const char *status = ctl_str(s, "status", "?");
+        const char *at =
+                ctl_str(s, "completed_at", ctl_str(s, "started_at", ctl_str(s, "requested_at", NULL)));
+        char clock[32];
 
-        print_heading("Scans");
-        if (json_array_size(list) == 0) {
-                printf(DASHBOARD_INDENT "none yet\n");
-                return 0;
-        }
-        r = grid_row(&g, "KIND", "STATUS", "AT", "OUTCOME");
-        json_array_foreach (list, k, s) {
-                const char *status = ctl_str(s, "status", "?");
-                const char *at = ctl_str(s, "completed_at",
-                                         ctl_str(s, "started_at", ctl_str(s, "requested_at", NULL)));
-                char clock[32];
-
-                if (r >= 0)
-                        r = grid_add(&g, ctl_str(s, "kind", "?"), NULL);
-                if (r >= 0)
-                        r = grid_add(&g, status, state_color(status));
-                if (r >= 0)
-                        r = grid_add(&g, ctl_clock(at, false, clock, sizeof(clock)), NULL);
-                if (r >= 0)
-                        r = grid_add(&g, ctl_str(s, "error", ctl_str(s, "summary", "")),
-                                     streq(status, "failed") ? ANSI_RED : NULL);
-        }
-        if (r < 0)
-                return r;
-        grid_print(&g, DASHBOARD_INDENT);
-        return 0;
+        grid_add(g, ctl_str(s, "kind", "?"), NULL);
+        grid_add(g, status, state_color(status));
+        grid_add(g, ctl_clock(at, false, clock, sizeof(clock)), NULL);
+        grid_add(g, ctl_str(s, "error", ctl_str(s, "summary", "")),
+                 streq(status, "failed") ? ANSI_RED : NULL);
 }
 
-static int print_tasks(json_t *doc) {
-        _cleanup_(grid_done) Grid g = { .n_columns = 5 };
-        json_t *list = json_object_get(doc, "tasks"), *t;
-        size_t k;
-        int r;
+static void task_row(Grid *g, json_t *t) {
+        const char *status = ctl_str(t, "status", "?");
+        char duration[32], clock[32];
 
-        print_heading("Recent runs");
-        if (json_array_size(list) == 0) {
-                printf(DASHBOARD_INDENT "none\n");
-                return 0;
-        }
-        r = grid_row(&g, "ID", "PRESET", "STATUS", "DURATION", "QUEUED");
-        json_array_foreach (list, k, t) {
-                _cleanup_free_ char *id = format_int(json_object_get(t, "id"));
-                const char *status = ctl_str(t, "status", "?");
-                char duration[32], clock[32];
-
-                if (!id)
-                        return -ENOMEM;
-                if (r >= 0)
-                        r = grid_add(&g, id, NULL);
-                if (r >= 0)
-                        r = grid_add(&g, ctl_str(t, "preset", "?"), NULL);
-                if (r >= 0)
-                        r = grid_add(&g, status, state_color(status));
-                if (r >= 0)
-                        r = grid_add(&g,
-                                     format_seconds(json_object_get(t, "duration_seconds"), duration,
-                                                    sizeof(duration)),
-                                     NULL);
-                if (r >= 0)
-                        r = grid_add(&g,
-                                     ctl_clock(ctl_str(t, "queued_at", NULL), false, clock, sizeof(clock)),
-                                     NULL);
-        }
-        if (r < 0)
-                return r;
-        grid_print(&g, DASHBOARD_INDENT);
-        return 0;
+        grid_add_int(g, json_object_get(t, "id"), NULL);
+        grid_add(g, ctl_str(t, "preset", "?"), NULL);
+        grid_add(g, status, state_color(status));
+        grid_add(g, ctl_format_seconds(json_object_get(t, "duration_seconds"), duration, sizeof(duration)),
+                 NULL);
+        grid_add(g, ctl_clock(ctl_str(t, "queued_at", NULL), false, clock, sizeof(clock)), NULL);
 }
 
-static int print_log_excerpt(json_t *doc) {
-        _cleanup_(grid_done) Grid g = { .n_columns = 4 };
-        json_t *list = json_object_get(doc, "log_excerpt"), *l;
-        size_t k;
-        int r = 0;
+static void log_row(Grid *g, json_t *l) {
+        const char *level = ctl_str(l, "level", "info");
+        char clock[32];
 
-        print_heading("Log");
+        grid_add(g, ctl_clock(ctl_str(l, "timestamp", NULL), false, clock, sizeof(clock)), NULL);
+        grid_add(g, level, level_color(level));
+        grid_add(g, ctl_str(l, "source", "-"), NULL);
+        grid_add(g, ctl_str(l, "message", ""), level_color(level));
+}
+
+/* A part of the dashboard: a heading, then a table of the status document's array key, or the line empty
+ * when the array is empty. */
+typedef struct Section {
+        const char *key, *title, *empty;
+        const char *header[GRID_COLUMNS_MAX + 1]; /* NULL-terminated */
+        GridRowFn add_row;
+} Section;
+
+static const Section sections[] = {
+        { "insights", "Insights", "none", { "INSIGHT", "VALUE", "" }, insight_row },
+        { "apps",
+          "Apps",
+          "none known yet (no schema scan completed)",
+          { "APP", "MODELS", "PENDING", "STATUS" },
+          app_row },
+        { "scans", "Scans", "none yet", { "KIND", "STATUS", "AT", "OUTCOME" }, scan_row },
+        { "tasks", "Recent runs", "none", { "ID", "PRESET", "STATUS", "DURATION", "QUEUED" }, task_row },
+        { "log_excerpt", "Log", "no lines yet", { "TIME", "LEVEL", "SOURCE", "MESSAGE" }, log_row },
+};
+
+static int print_section(json_t *doc, const Section *s) {
+        json_t *list = json_object_get(doc, s->key);
+
+        print_heading(s->title);
         if (json_array_size(list) == 0) {
-                printf(DASHBOARD_INDENT "no lines yet\n");
+                printf(DASHBOARD_INDENT "%s\n", s->empty);
                 return 0;
         }
-        r = grid_row(&g, "TIME", "LEVEL", "SOURCE", "MESSAGE");
-        json_array_foreach (list, k, l) {
-                const char *level = ctl_str(l, "level", "info");
-                char clock[32];
-
-                if (r >= 0)
-                        r = grid_add(&g,
-                                     ctl_clock(ctl_str(l, "timestamp", NULL), false, clock, sizeof(clock)),
-                                     NULL);
-                if (r >= 0)
-                        r = grid_add(&g, level, level_color(level));
-                if (r >= 0)
-                        r = grid_add(&g, ctl_str(l, "source", "-"), NULL);
-                if (r >= 0)
-                        r = grid_add(&g, ctl_str(l, "message", ""), level_color(level));
-        }
-        if (r < 0)
-                return r;
-        grid_print(&g, DASHBOARD_INDENT);
-        return 0;
+        return grid_print_list(list, s->header, s->add_row, DASHBOARD_INDENT);
 }
 
 /* The dashboard of one status document. Returns 0, or -ENOMEM. */
@@ -531,46 +453,29 @@ static int print_dashboard(json_t *doc) {
         putchar('\n');
 
         r = print_server(json_object_get(doc, "server"));
-        if (r >= 0)
-                r = print_insights(doc);
-        if (r >= 0)
-                r = print_apps(doc);
-        if (r >= 0)
-                r = print_scans(doc);
-        if (r >= 0)
-                r = print_tasks(doc);
-        if (r >= 0)
-                r = print_log_excerpt(doc);
+        for (size_t i = 0; i < ELEMENTSOF(sections) && r >= 0; i++)
+                r = print_section(doc, &sections[i]);
         return r;
 }
 
 /* One line per workspace: slug, server state, pending migrations, check warnings and errors. */
-static int print_summary(json_t *docs) {
-        _cleanup_(grid_done) Grid g = { .n_columns = 5 };
-        json_t *doc;
-        size_t k;
-        int r;
+static void summary_row(Grid *g, json_t *doc) {
+        static const char *const keys[] = { "pending_migrations", "check_warnings", "check_errors" };
+        const char *state = ctl_str(json_object_get(doc, "server"), "state", "?");
 
-        r = grid_row(&g, "WORKSPACE", "SERVER", "PENDING", "WARNINGS", "ERRORS");
-        json_array_foreach (docs, k, doc) {
-                const char *state = ctl_str(json_object_get(doc, "server"), "state", "?");
-                static const char *const keys[] = { "pending_migrations", "check_warnings", "check_errors" };
+        grid_add(g, ctl_str(doc, "workspace", "?"), NULL);
+        grid_add(g, state, state_color(state));
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                json_t *in = insight(doc, keys[i]);
 
-                if (r >= 0)
-                        r = grid_add(&g, ctl_str(doc, "workspace", "?"), NULL);
-                if (r >= 0)
-                        r = grid_add(&g, state, state_color(state));
-                for (size_t i = 0; i < ELEMENTSOF(keys) && r >= 0; i++) {
-                        json_t *in = insight(doc, keys[i]);
-
-                        r = grid_add(&g, ctl_str(in, "value", "-"),
-                                     severity_color(ctl_str(in, "severity", NULL)));
-                }
+                grid_add(g, ctl_str(in, "value", "-"), severity_color(ctl_str(in, "severity", NULL)));
         }
-        if (r < 0)
-                return r;
-        grid_print(&g, "");
-        return 0;
+}
+
+static int print_summary(json_t *docs) {
+        static const char *const header[] = { "WORKSPACE", "SERVER", "PENDING", "WARNINGS", "ERRORS", NULL };
+
+        return grid_print_list(docs, header, summary_row, "");
 }
 
 static int status_parse(int argc, char *argv[], const char **ret_ws) {
@@ -1116,25 +1021,8 @@ static int print_schema(json_t *schema) {
         return 0;
 }
 
-/* Writes s as a DOT double-quoted string: '"' and '\' escaped (so that no escape sequence of a label,
- * \N, \G, \l..., comes from the data), control characters as a space. */
-static void dot_quoted(const char *s) {
-        putchar('"');
-        for (const char *p = s ?: ""; *p; p++) {
-                unsigned char c = (unsigned char) *p;
-
-                if (c == '"' || c == '\\') {
-                        putchar('\\');
-                        putchar(c);
-                } else if (c < ' ' || c == 0x7f)
-                        putchar(' ');
-                else
-                        putchar(c);
-        }
-        putchar('"');
-}
-
-/* The same as the inside of a label: s escaped, without the quotes, for a label made of several parts. */
+/* s as the inside of a DOT double-quoted string (a label made of several parts): '"' and '\' escaped (so
+ * that no escape sequence of a label, \N, \G, \l..., comes from the data), control characters as a space. */
 static void dot_label_part(const char *s) {
         for (const char *p = s ?: ""; *p; p++) {
                 unsigned char c = (unsigned char) *p;
@@ -1147,6 +1035,13 @@ static void dot_label_part(const char *s) {
                 else
                         putchar(c);
         }
+}
+
+/* Writes s as a DOT double-quoted string (dot_label_part()). */
+static void dot_quoted(const char *s) {
+        putchar('"');
+        dot_label_part(s);
+        putchar('"');
 }
 
 static const char *dot_edge_style(const char *kind) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "dj-util.h"
 #include "strv.h"
 
 extern char **environ;
@@ -143,8 +144,7 @@ int ctl_table_add(CtlTable *t, ...) {
         return r;
 }
 
-/* Characters, not bytes: UTF-8 continuation bytes do not take a column. */
-static size_t text_width(const char *s) {
+size_t ctl_text_width(const char *s) {
         size_t w = 0;
 
         for (; *s; s++)
@@ -153,19 +153,31 @@ static size_t text_width(const char *s) {
         return w;
 }
 
+const char *ctl_format_seconds(json_t *v, char *buf, size_t n) {
+        double s;
+
+        if (!json_is_number(v))
+                return "-";
+        s = json_number_value(v);
+        if (s < 0)
+                s = 0;
+        return format_duration(buf, n, (uint64_t) (s * (double) USEC_PER_SEC));
+}
+
 void ctl_table_print(CtlTable *t) {
         size_t n = strv_length(t->cells), widths[16] = {};
 
         assert(t->n_columns <= ELEMENTSOF(widths));
         for (size_t i = 0; i < n; i++)
-                widths[i % t->n_columns] = MAX(widths[i % t->n_columns], text_width(t->cells[i]));
+                widths[i % t->n_columns] = MAX(widths[i % t->n_columns], ctl_text_width(t->cells[i]));
         for (size_t i = 0; i < n; i++) {
                 size_t col = i % t->n_columns;
 
                 if (col + 1 == t->n_columns)
                         printf("%s\n", t->cells[i]);
                 else
-                        printf("%s%*s", t->cells[i], (int) (widths[col] - text_width(t->cells[i]) + 2), "");
+                        printf("%s%*s", t->cells[i], (int) (widths[col] - ctl_text_width(t->cells[i]) + 2),
+                               "");
         }
 }
 

@@ -178,6 +178,13 @@ json_int_t ctl_int(json_t *o, const char *key, json_int_t def);
  * returned as it came; NULL gives "-". */
 const char *ctl_clock(const char *iso, bool msec, char *buf, size_t n);
 
+/* "3.2s", "412ms", "2m 5s" for a JSON number of seconds (a negative one as 0), into buf; "-" for anything
+ * else. */
+const char *ctl_format_seconds(json_t *v, char *buf, size_t n);
+
+/* The width of s in columns: characters, not bytes (UTF-8 continuation bytes do not take a column). */
+size_t ctl_text_width(const char *s);
+
 /* Prints "<label padded to width><formatted value>\n". */
 void ctl_print_field(int width, const char *label, const char *fmt, ...) _printf_(3, 4);
 
