@@ -20,106 +20,53 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "dj-macro.h"
+#include "bench-client-lib.h"
 
 #define BUF_SIZE (8 * 1024 * 1024)
 
-static const char *arg_socket = NULL;
 static const char *arg_http = NULL; /* HOST:PORT */
 static const char *arg_path = "/";
 static const char *arg_method = "workspace.status";
 static const char *arg_params = NULL;
 static const char *arg_dump = NULL;
-static unsigned arg_clients = 1;
-static uint64_t arg_count = 0;
-static double arg_duration = 0;
-static unsigned arg_warmup = 50;
 static bool arg_reconnect = false;
 static bool arg_quickack = true;
 static long arg_expect_bytes = -1;
 
+enum { ARG_NO_QUICKACK = 0x100 };
+
+/* A wrong or missing response. */
+#define fail(w, ...) bench_worker_fail(w, -EBADMSG, __VA_ARGS__)
+
 static struct sockaddr_in http_addr;
 static char http_host[128];
 
-typedef struct Worker {
-        pthread_t thread;
-        unsigned index;
-        int fd;
-        char *buf;     /* read buffer */
-        size_t n_buf;  /* bytes in buf */
-        uint32_t *lat; /* per-round-trip latency, ns */
-        size_t n_lat, cap_lat;
-        uint64_t start_ns, end_ns;
-        uint64_t connects;
-        size_t req_bytes, reply_bytes, result_bytes;
-        int error;
-        char errmsg[512];
-} Worker;
-
-static pthread_barrier_t barrier;
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec;
-}
-
-static int connect_server(void) {
+static int connect_server(const char *socket_path) {
         _cleanup_close_ int fd = -1;
 
-        if (arg_socket) {
-                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int one = 1;
 
-                if (strlen(arg_socket) >= sizeof(sa.sun_path))
-                        return -ENAMETOOLONG;
-                strcpy(sa.sun_path, arg_socket);
-                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (fd < 0)
-                        return -errno;
-                if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
-                        return -errno;
-        } else {
-                int one = 1;
-
-                fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (fd < 0)
-                        return -errno;
-                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-                if (connect(fd, (struct sockaddr *) &http_addr, sizeof(http_addr)) < 0)
-                        return -errno;
-        }
+        if (socket_path)
+                return bench_connect_unix(socket_path);
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (connect(fd, (struct sockaddr *) &http_addr, sizeof(http_addr)) < 0)
+                return -errno;
         return TAKE_FD(fd);
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-        while (n > 0) {
-                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 /* Reads more into w->buf; returns the bytes read, 0 at EOF, or -errno. */
-static ssize_t read_more(Worker *w) {
+static ssize_t read_more(BenchWorker *w) {
         for (;;) {
                 ssize_t k;
 
@@ -144,21 +91,12 @@ static ssize_t read_more(Worker *w) {
         }
 }
 
-static void consume(Worker *w, size_t n) {
+static void consume(BenchWorker *w, size_t n) {
         memmove(w->buf, w->buf + n, w->n_buf - n);
         w->n_buf -= n;
 }
 
-_printf_(2, 3) static int fail(Worker *w, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        (void) vsnprintf(w->errmsg, sizeof(w->errmsg), fmt, ap);
-        va_end(ap);
-        return -EBADMSG;
-}
-
-static int check_size(Worker *w, uint64_t id, size_t n) {
+static int check_size(BenchWorker *w, uint64_t id, size_t n) {
         if (arg_expect_bytes >= 0 && n != (size_t) arg_expect_bytes)
                 return fail(w, "client %u: request %" PRIu64 ": result of %zu bytes, expected %ld", w->index,
                             id, n, arg_expect_bytes);
@@ -175,7 +113,7 @@ static void dump(const char *p, size_t n) {
 }
 
 /* JSON-RPC: one reply line. Returns its bytes (the newline included). */
-static ssize_t read_rpc(Worker *w, uint64_t id, bool first) {
+static ssize_t read_rpc(BenchWorker *w, uint64_t id, bool first) {
         char prefix[64];
         size_t plen, len;
         char *nl;
@@ -232,7 +170,7 @@ static const char *find_header(const char *hdr, size_t n, const char *name) {
 }
 
 /* HTTP: one response. Returns its bytes (head + body); *ret_close: the server will close. */
-static ssize_t read_http(Worker *w, uint64_t id, bool first, bool *ret_close) {
+static ssize_t read_http(BenchWorker *w, uint64_t id, bool first, bool *ret_close) {
         const char *end, *v;
         size_t head, body;
         long clen = -1;
@@ -299,29 +237,15 @@ static ssize_t read_http(Worker *w, uint64_t id, bool first, bool *ret_close) {
         return (ssize_t) (head + body);
 }
 
-static int lat_push(Worker *w, uint64_t ns) {
-        if (w->n_lat == w->cap_lat) {
-                size_t cap = w->cap_lat ? w->cap_lat * 2 : 65536;
-                uint32_t *p = realloc(w->lat, cap * sizeof(uint32_t));
-
-                if (!p)
-                        return -ENOMEM;
-                w->lat = p;
-                w->cap_lat = cap;
-        }
-        w->lat[w->n_lat++] = ns > UINT32_MAX ? UINT32_MAX : (uint32_t) ns;
-        return 0;
-}
-
 /* One round trip (with --reconnect: connect and close included); returns its latency in ns, or -errno. */
-static int64_t round_trip(Worker *w, uint64_t id, bool first) {
+static int64_t round_trip(BenchWorker *w, uint64_t id, bool first) {
         char req[1024];
         uint64_t t0, t1;
         bool close_ = false;
         ssize_t len;
         int n, r;
 
-        if (arg_socket)
+        if (w->config->socket)
                 n = snprintf(req, sizeof(req),
                              "{\"jsonrpc\":\"2.0\",\"id\":%" PRIu64 ",\"method\":\"%s\"%s%s}\n", id,
                              arg_method, arg_params ? ",\"params\":" : "", arg_params ?: "");
@@ -332,37 +256,33 @@ static int64_t round_trip(Worker *w, uint64_t id, bool first) {
                              arg_path, http_host, arg_reconnect ? "Connection: close\r\n" : "");
         if (n < 0 || (size_t) n >= sizeof(req))
                 return -EINVAL;
-        t0 = now_ns();
+        t0 = bench_now_ns();
         if (w->fd < 0) {
-                w->fd = connect_server();
+                w->fd = connect_server(w->config->socket);
                 if (w->fd < 0) {
                         r = w->fd;
                         w->fd = -1;
-                        (void) snprintf(w->errmsg, sizeof(w->errmsg), "client %u: connect: %s", w->index,
-                                        strerror(-r));
-                        return r;
+                        return bench_worker_fail(w, r, "client %u: connect: %s", w->index, strerror(-r));
                 }
                 w->n_buf = 0;
                 w->connects++;
         }
-        r = write_all(w->fd, req, (size_t) n);
+        r = bench_write_all(w->fd, req, (size_t) n);
         if (r < 0) {
-                (void) snprintf(w->errmsg, sizeof(w->errmsg), "client %u: write request %" PRIu64 ": %s",
-                                w->index, id, strerror(-r));
-                return r;
+                return bench_worker_fail(w, r, "client %u: write request %" PRIu64 ": %s", w->index, id,
+                                         strerror(-r));
         }
-        len = arg_socket ? read_rpc(w, id, first) : read_http(w, id, first, &close_);
+        len = w->config->socket ? read_rpc(w, id, first) : read_http(w, id, first, &close_);
         if (len >= 0 && (arg_reconnect || close_)) {
                 if (close_ && !arg_reconnect) {
-                        (void) snprintf(w->errmsg, sizeof(w->errmsg),
-                                        "client %u: the server sent Connection: close on a keep-alive run "
-                                        "(use --reconnect)",
-                                        w->index);
-                        return -ECONNRESET;
+                        return bench_worker_fail(w, -ECONNRESET,
+                                                 "client %u: the server sent Connection: close on a "
+                                                 "keep-alive run (use --reconnect)",
+                                                 w->index);
                 }
                 w->fd = safe_close(w->fd);
         }
-        t1 = now_ns();
+        t1 = bench_now_ns();
         if (len < 0)
                 return len;
         w->req_bytes = (size_t) n;
@@ -370,155 +290,39 @@ static int64_t round_trip(Worker *w, uint64_t id, bool first) {
         return (int64_t) (t1 - t0);
 }
 
-static void *worker_run(void *userdata) {
-        Worker *w = userdata;
-        uint64_t id = 1, deadline = 0;
-        int64_t ns;
-        int r;
-
-        for (unsigned i = 0; i < arg_warmup; i++) {
-                ns = round_trip(w, id++, false);
-                if (ns < 0) {
-                        w->error = (int) ns;
-                        break;
-                }
-        }
-        (void) pthread_barrier_wait(&barrier);
-        if (w->error < 0)
-                return NULL;
-
-        w->start_ns = now_ns();
-        if (arg_duration > 0)
-                deadline = w->start_ns + (uint64_t) (arg_duration * 1e9);
-        for (uint64_t i = 0;; i++) {
-                if (arg_count > 0 && i >= arg_count)
-                        break;
-                if (deadline > 0 && now_ns() >= deadline)
-                        break;
-                ns = round_trip(w, id++, i == 0 && w->index == 0);
-                if (ns < 0) {
-                        w->error = (int) ns;
-                        break;
-                }
-                r = lat_push(w, (uint64_t) ns);
-                if (r < 0) {
-                        w->error = r;
-                        break;
-                }
-        }
-        w->end_ns = now_ns();
-        return NULL;
-}
-
-static int cmp_u32(const void *a, const void *b) {
-        uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
-
-        return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of a sorted array, in µs. */
-static double pct_us(const uint32_t *v, size_t n, double p) {
-        size_t k;
-
-        if (n == 0)
+static int parse_option(int opt, const char *arg) {
+        switch (opt) {
+        case 'H':
+                arg_http = arg;
                 return 0;
-        k = (size_t) (p / 100.0 * (double) n + 0.999999);
-        if (k < 1)
-                k = 1;
-        if (k > n)
-                k = n;
-        return v[k - 1] / 1000.0;
-}
-
-static void help(void) {
-        printf("usage: bench-status-client (--socket PATH | --http HOST:PORT) [OPTIONS]\n"
-               "  -s, --socket PATH       djdeskd's Unix socket: JSON-RPC requests, one line each\n"
-               "  -H, --http HOST:PORT    an HTTP/1.1 server on TCP: GET --path\n"
-               "  -p, --path PATH         HTTP path (default /)\n"
-               "  -m, --method NAME       JSON-RPC method (default workspace.status)\n"
-               "  -P, --params JSON       JSON-RPC params (default none)\n"
-               "  -c, --clients N         concurrent connections, one thread each (default 1)\n"
-               "  -n, --count N           round trips per connection\n"
-               "  -d, --duration SEC      run each connection for SEC seconds instead\n"
-               "  -w, --warmup N          unmeasured round trips per connection first (default 50)\n"
-               "  -r, --reconnect         a new connection per request (connect..close is timed)\n"
-               "  -e, --expect-bytes B    every result / body must be B bytes\n"
-               "  -D, --dump FILE         write the first measured result / body to FILE\n"
-               "      --no-quickack       HTTP: leave delayed ACKs on (default: TCP_QUICKACK before every "
-               "read)\n");
-}
-
-static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_NO_QUICKACK = 0x100 };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "socket", required_argument, NULL, 's' },
-                { "http", required_argument, NULL, 'H' },
-                { "path", required_argument, NULL, 'p' },
-                { "method", required_argument, NULL, 'm' },
-                { "params", required_argument, NULL, 'P' },
-                { "clients", required_argument, NULL, 'c' },
-                { "count", required_argument, NULL, 'n' },
-                { "duration", required_argument, NULL, 'd' },
-                { "warmup", required_argument, NULL, 'w' },
-                { "reconnect", no_argument, NULL, 'r' },
-                { "expect-bytes", required_argument, NULL, 'e' },
-                { "dump", required_argument, NULL, 'D' },
-                { "no-quickack", no_argument, NULL, ARG_NO_QUICKACK },
-                {},
-        };
-        int c;
-
-        while ((c = getopt_long(argc, argv, "hs:H:p:m:P:c:n:d:w:re:D:", options, NULL)) >= 0) {
-                switch (c) {
-                case 'h':
-                        help();
-                        return 1;
-                case 's':
-                        arg_socket = optarg;
-                        break;
-                case 'H':
-                        arg_http = optarg;
-                        break;
-                case 'p':
-                        arg_path = optarg;
-                        break;
-                case 'm':
-                        arg_method = optarg;
-                        break;
-                case 'P':
-                        arg_params = optarg;
-                        break;
-                case 'c':
-                        arg_clients = (unsigned) strtoul(optarg, NULL, 10);
-                        break;
-                case 'n':
-                        arg_count = strtoull(optarg, NULL, 10);
-                        break;
-                case 'd':
-                        arg_duration = strtod(optarg, NULL);
-                        break;
-                case 'w':
-                        arg_warmup = (unsigned) strtoul(optarg, NULL, 10);
-                        break;
-                case 'r':
-                        arg_reconnect = true;
-                        break;
-                case 'e':
-                        arg_expect_bytes = strtol(optarg, NULL, 10);
-                        break;
-                case 'D':
-                        arg_dump = optarg;
-                        break;
-                case ARG_NO_QUICKACK:
-                        arg_quickack = false;
-                        break;
-                default:
-                        return -EINVAL;
-                }
+        case 'p':
+                arg_path = arg;
+                return 0;
+        case 'm':
+                arg_method = arg;
+                return 0;
+        case 'P':
+                arg_params = arg;
+                return 0;
+        case 'r':
+                arg_reconnect = true;
+                return 0;
+        case 'e':
+                arg_expect_bytes = strtol(arg, NULL, 10);
+                return 0;
+        case 'D':
+                arg_dump = arg;
+                return 0;
+        case ARG_NO_QUICKACK:
+                arg_quickack = false;
+                return 0;
+        default:
+                return -EINVAL;
         }
-        if (!arg_socket == !arg_http || arg_clients < 1 || arg_clients > 1024 ||
-            (arg_count == 0) == (arg_duration <= 0))
+}
+
+static int check(const BenchConfig *c) {
+        if (!c->socket == !arg_http)
                 return -EINVAL;
         if (arg_http) {
                 const char *colon = strrchr(arg_http, ':');
@@ -538,94 +342,59 @@ static int parse_argv(int argc, char *argv[]) {
         return 0;
 }
 
-typedef struct Workers {
-        Worker *v;
-        unsigned n;
-} Workers;
-
-static void workers_done(Workers *ws) {
-        for (unsigned i = 0; i < ws->n; i++) {
-                (void) safe_close(ws->v[i].fd);
-                free(ws->v[i].lat);
-                free(ws->v[i].buf);
-        }
-        free(ws->v);
+static void print(const BenchResult *r) {
+        bench_result_print(r, 1);
+        printf(" req_bytes=%zu reply_bytes=%zu result_bytes=%zu connects=%" PRIu64 "\n",
+               r->workers[0].req_bytes, r->workers[0].reply_bytes, r->workers[0].result_bytes, r->connects);
 }
 
 int main(int argc, char *argv[]) {
-        _cleanup_(workers_done) Workers ws = {};
-        _cleanup_free_ uint32_t *all = NULL;
-        uint64_t start = UINT64_MAX, end = 0, connects = 0;
-        size_t n_all = 0, k = 0;
-        double sum = 0, elapsed;
-        int failed = 0, r;
+        static const struct option options[] = {
+                BENCH_OPTIONS,
+                { "http", required_argument, NULL, 'H' },
+                { "path", required_argument, NULL, 'p' },
+                { "method", required_argument, NULL, 'm' },
+                { "params", required_argument, NULL, 'P' },
+                { "reconnect", no_argument, NULL, 'r' },
+                { "expect-bytes", required_argument, NULL, 'e' },
+                { "dump", required_argument, NULL, 'D' },
+                { "no-quickack", no_argument, NULL, ARG_NO_QUICKACK },
+                {},
+        };
 
-        r = parse_argv(argc, argv);
-        if (r > 0)
-                return 0;
-        if (r < 0) {
-                fprintf(stderr,
+        static BenchConfig config = {
+                .name = "bench-status-client",
+                .clients = 1,
+                .warmup = 50,
+                .buf_size = BUF_SIZE,
+                .max_clients = 1024,
+                .options = options,
+                .optstring = BENCH_OPTSTRING "H:p:m:P:re:D:",
+                .help = "usage: bench-status-client (--socket PATH | --http HOST:PORT) [OPTIONS]\n"
+                        "  -s, --socket PATH       djdeskd's Unix socket: JSON-RPC requests, one line each\n"
+                        "  -H, --http HOST:PORT    an HTTP/1.1 server on TCP: GET --path\n"
+                        "  -p, --path PATH         HTTP path (default /)\n"
+                        "  -m, --method NAME       JSON-RPC method (default workspace.status)\n"
+                        "  -P, --params JSON       JSON-RPC params (default none)\n"
+                        "  -c, --clients N         concurrent connections, one thread each (default 1)\n"
+                        "  -n, --count N           round trips per connection\n"
+                        "  -d, --duration SEC      run each connection for SEC seconds instead\n"
+                        "  -w, --warmup N          unmeasured round trips per connection first (default "
+                        "50)\n"
+                        "  -r, --reconnect         a new connection per request (connect..close is timed)\n"
+                        "  -e, --expect-bytes B    every result / body must be B bytes\n"
+                        "  -D, --dump FILE         write the first measured result / body to FILE\n"
+                        "      --no-quickack       HTTP: leave delayed ACKs on (default: TCP_QUICKACK "
+                        "before every "
+                        "read)\n",
+                .usage_error =
                         "bench-status-client: need exactly one of --socket/--http (HTTP: IPv4:PORT) and "
-                        "exactly one of --count/--duration (see --help)\n");
-                return 2;
-        }
+                        "exactly one of --count/--duration (see --help)\n",
+                .parse_option = parse_option,
+                .check = check,
+                .round_trip = round_trip,
+                .print = print,
+        };
 
-        ws.v = calloc(arg_clients, sizeof(Worker));
-        if (!ws.v)
-                return 1;
-        ws.n = arg_clients;
-        for (unsigned i = 0; i < ws.n; i++)
-                ws.v[i].fd = -1;
-        (void) pthread_barrier_init(&barrier, NULL, arg_clients);
-        for (unsigned i = 0; i < ws.n; i++) {
-                Worker *w = &ws.v[i];
-
-                w->index = i;
-                w->buf = malloc(BUF_SIZE);
-                if (!w->buf)
-                        return 1;
-        }
-        for (unsigned i = 0; i < ws.n; i++)
-                if (pthread_create(&ws.v[i].thread, NULL, worker_run, &ws.v[i]) != 0) {
-                        fprintf(stderr, "bench-status-client: pthread_create failed\n");
-                        return 1;
-                }
-        for (unsigned i = 0; i < ws.n; i++) {
-                Worker *w = &ws.v[i];
-
-                (void) pthread_join(w->thread, NULL);
-                if (w->error < 0) {
-                        fprintf(stderr, "bench-status-client: %s\n",
-                                w->errmsg[0] ? w->errmsg : strerror(-w->error));
-                        failed++;
-                        continue;
-                }
-                start = w->start_ns < start ? w->start_ns : start;
-                end = w->end_ns > end ? w->end_ns : end;
-                n_all += w->n_lat;
-                connects += w->connects;
-        }
-        if (failed > 0 || n_all == 0)
-                return 1;
-
-        all = malloc(n_all * sizeof(uint32_t));
-        if (!all)
-                return 1;
-        for (unsigned i = 0; i < ws.n; i++) {
-                memcpy(all + k, ws.v[i].lat, ws.v[i].n_lat * sizeof(uint32_t));
-                k += ws.v[i].n_lat;
-        }
-        for (size_t i = 0; i < n_all; i++)
-                sum += all[i];
-        qsort(all, n_all, sizeof(uint32_t), cmp_u32);
-        elapsed = (double) (end - start) / 1e9;
-
-        printf("clients=%u round_trips=%zu elapsed_s=%.3f rps=%.1f p50_us=%.1f p90_us=%.1f p99_us=%.1f "
-               "p999_us=%.1f max_us=%.1f mean_us=%.2f req_bytes=%zu reply_bytes=%zu result_bytes=%zu "
-               "connects=%" PRIu64 "\n",
-               arg_clients, n_all, elapsed, (double) n_all / elapsed, pct_us(all, n_all, 50),
-               pct_us(all, n_all, 90), pct_us(all, n_all, 99), pct_us(all, n_all, 99.9),
-               all[n_all - 1] / 1000.0, sum / (double) n_all / 1000.0, ws.v[0].req_bytes,
-               ws.v[0].reply_bytes, ws.v[0].result_bytes, connects);
-        return 0;
+        return bench_main(&config, argc, argv);
 }
