@@ -146,7 +146,7 @@ static int get_string(json_t *v, const char *field, size_t max, bool allow_empty
 }
 
 static int dup_string(json_t *v, const char *field, size_t max, bool allow_empty, LoadError *e, char **ret) {
-        const char *s;
+        const char *s = NULL;
         char *c;
         int r;
 
