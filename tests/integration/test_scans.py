@@ -233,6 +233,18 @@ def probe_pids(path):
     return pids
 
 
+def running_probe_pids(path, timeout=5.0):
+    """probe_pids() of a probe that was just reported started. Its /proc/PID/cmdline can be empty for an
+    instant: the daemon is released from vfork when the probe's execve() replaced its memory, before the
+    kernel has set up the new argv."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = probe_pids(path)
+        if pids or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.02)
+
+
 def listing(path):
     """Every file and directory under path (relative), __pycache__ left out."""
     out = []
@@ -593,7 +605,7 @@ def test_cancel_a_running_probe(tree):
     for kind in KINDS:
         watch.started(slug, kind)
     assert [r["status"] for r in scan_list(rpc, slug)] == ["running"] * 3
-    pids = probe_pids(path)
+    pids = running_probe_pids(path)
     assert len(pids) == 1, pids
 
     assert rpc.call("scan.cancel", {"workspace": slug}) == {"workspace": slug, "cancelled": 3}
@@ -621,7 +633,7 @@ def test_cancel_also_ends_requests_queued_behind_a_running_probe(tree):
     assert not set(queued) & set(first) and min(queued) > max(first), (first, queued)
     for i in queued:
         assert rpc.call("scan.get", {"id": i})["status"] == "pending"
-    pids = probe_pids(path)
+    pids = running_probe_pids(path)
 
     assert rpc.call("scan.cancel", {"workspace": slug}) == {"workspace": slug, "cancelled": 6}
     done = watch.finished_ids(slug, first + queued, timeout=15)
@@ -664,7 +676,7 @@ def test_a_probe_that_takes_too_long_times_out(tree):
     slug, path = add(tree, rpc, "polls", prepare=slow_settings(60), seed_scans=False)
     scan_start(rpc, slug, "migrations")
     started = watch.started(slug, "migrations")
-    pids = probe_pids(path)
+    pids = running_probe_pids(path)
     done = watch.finished(slug, "migrations", timeout=20)
     assert (done["status"], done["error"]) == ("failed", "timed out after 2 s"), done
     took = (parse_iso(done["completed_at"]) - parse_iso(started["started_at"])).total_seconds()
@@ -761,7 +773,7 @@ def test_scans_left_running_run_again_after_a_restart(tree):
     ids = [s["id"] for s in scan_start(rpc, slug)]
     for kind in KINDS:
         watch.started(slug, kind)
-    pids = probe_pids(path)
+    pids = running_probe_pids(path)
     assert pids
     rpc.close()
     watch.close()
@@ -786,12 +798,40 @@ def test_scans_left_running_run_again_after_a_restart(tree):
     assert probe_pids(path) == []
 
 
+def test_scans_of_a_killed_daemon_run_again(tree):
+    # SIGKILL: nothing is recorded at the end, the records stay "running" in the store. The probe dies
+    # with the daemon (its parent-death signal) or is ended as an orphan group by the next daemon.
+    rpc, watch = boot(tree)
+    slug, path = add(tree, rpc, "polls", prepare=slow_settings(60), seed_scans=False)
+    ids = [s["id"] for s in scan_start(rpc, slug)]
+    for kind in KINDS:
+        watch.started(slug, kind)
+    pids = running_probe_pids(path)
+    assert pids
+    rpc.close()
+    watch.close()
+    tree.daemons[0].kill()
+    wait_gone(pids, timeout=10, what="the probe of a killed daemon")
+
+    settings = os.path.join(path, SETTINGS["polls"])
+    with open(settings) as f:
+        text = f.read()
+    with open(settings, "w") as f:
+        f.write(text[:text.index("\nimport time as _t")] + "\n")
+    tree.start()
+    rpc = connect(tree.socket_path, timeout=SCAN_TIMEOUT)
+    done = wait_list(rpc, slug, lambda rs: all(r["status"] in ("completed", "failed") for r in rs))
+    assert [r["id"] for r in done] == ids
+    assert all((r["status"], r["trigger"]) == ("completed", "restart") for r in done), done
+    assert probe_pids(path) == []
+
+
 def test_removing_a_workspace_kills_its_probe(tree):
     rpc, watch = boot(tree)
     slug, path = add(tree, rpc, "polls", prepare=slow_settings(60), seed_scans=False)
     scan_start(rpc, slug)
     watch.started(slug)
-    pids = probe_pids(path)
+    pids = running_probe_pids(path)
     assert len(pids) == 1, pids
     rpc.call("workspace.remove", {"workspace": slug})
     wait_gone(pids, timeout=10, what="the probe of a removed workspace")
