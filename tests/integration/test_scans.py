@@ -598,6 +598,24 @@ def test_models_and_a_migration_changed_in_one_burst_rescan(tree):
 # cancel, timeout, a project that does not load
 
 
+def test_a_server_that_migrates_and_reloads_triggers_rescans(tree):
+    rpc, watch = boot(tree, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    slug, path = add(tree, rpc, "atlas", seed_scans=False)
+    rpc.call("server.start", {"workspace": slug})
+    # A fresh copy has no database: the server applies the migrations as it starts (state "migrating"),
+    # and once it is ready the migrations are scanned again, nothing else.
+    done = watch.finished(slug, "migrations", lambda r: r["trigger"] == "migrate")
+    assert done["status"] == "completed" and done["summary"].endswith(", 0 pending"), done
+    assert [e for e in watch.scan_events(slug) if e["data"]["scan"]["kind"] != "migrations"] == []
+
+    # A code change reloads the server; the reload rescans every kind.
+    with open(os.path.join(path, "catalog", "views.py"), "a") as f:
+        f.write("\nDJDESK_TEST_RELOAD = 1\n")
+    records = [watch.finished(slug, kind, lambda r: r["trigger"] == "reload") for kind in KINDS]
+    assert all(r["status"] == "completed" for r in records), records
+    rpc.call("server.stop", {"workspace": slug})
+
+
 def test_cancel_a_running_probe(tree):
     rpc, watch = boot(tree)
     slug, path = add(tree, rpc, "polls", prepare=slow_settings(60), seed_scans=False)
