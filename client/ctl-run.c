@@ -246,17 +246,6 @@ static bool fd_has_colors(int fd) {
 
 /* ---- presets ---- */
 
-static int presets_parse(int argc, char *argv[], const char **ret_ws) {
-        int r;
-
-        r = ctl_parse_common(argc, argv, CTL_COMMON_SHORTOPTS, "presets", help_presets);
-        if (r <= 0)
-                return r;
-        if (optind >= argc)
-                return 1;
-        return ctl_parse_ws_operand(argc, argv, "presets", ret_ws);
-}
-
 static char *preset_flags(json_t *p) {
         bool confirm = json_is_true(json_object_get(p, "requires_confirmation")),
              ro = json_is_true(json_object_get(p, "read_only"));
@@ -292,7 +281,7 @@ int verb_presets(int argc, char *argv[]) {
         size_t i;
         int r;
 
-        r = presets_parse(argc, argv, &ws);
+        r = ctl_parse_optional_ws(argc, argv, "presets", help_presets, &ws);
         if (r <= 0)
                 return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
         if (ws) {

@@ -478,17 +478,6 @@ static int print_summary(json_t *docs) {
         return grid_print_list(docs, header, summary_row, "");
 }
 
-static int status_parse(int argc, char *argv[], const char **ret_ws) {
-        int r;
-
-        r = ctl_parse_common(argc, argv, CTL_COMMON_SHORTOPTS, "status", help_status);
-        if (r <= 0)
-                return r;
-        if (optind >= argc)
-                return 1;
-        return ctl_parse_ws_operand(argc, argv, "status", ret_ws);
-}
-
 /* workspace.status for every workspace workspace.list names, into *ret (an array). A workspace removed in
  * between is left out. */
 static int status_all(Ctl *c, json_t **ret) {
@@ -533,7 +522,7 @@ int verb_status(int argc, char *argv[]) {
         const char *ws = NULL;
         int r;
 
-        r = status_parse(argc, argv, &ws);
+        r = ctl_parse_optional_ws(argc, argv, "status", help_status, &ws);
         if (r <= 0)
                 return r < 0 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
         use_color = !arg_json && ctl_colors();

@@ -241,6 +241,17 @@ int ctl_parse_ws_operand(int argc, char *argv[], const char *verb, const char **
                                  "the workspace must not be empty", ret);
 }
 
+int ctl_parse_optional_ws(int argc, char *argv[], const char *verb, void (*help)(void), const char **ret) {
+        int r;
+
+        r = ctl_parse_common(argc, argv, CTL_COMMON_SHORTOPTS, verb, help);
+        if (r <= 0)
+                return r;
+        if (optind >= argc)
+                return 1;
+        return ctl_parse_ws_operand(argc, argv, verb, ret);
+}
+
 int ctl_workspace_params(const char *verb, const char *ws, json_t **ret) {
         *ret = json_pack("{s:s}", "workspace", ws);
         if (!*ret) {

@@ -206,6 +206,9 @@ bool ctl_colors(void);
 
 /* ctl_parse_operand() for a workspace (its slug): "missing workspace", "the workspace must not be empty". */
 int ctl_parse_ws_operand(int argc, char *argv[], const char *verb, const char **ret);
+/* The common options, then an optional workspace operand ("VERB [WS]"): *ret stays NULL without one. Returns
+ * as ctl_parse_common() (<= 0: done or a usage error), 1 to go on. */
+int ctl_parse_optional_ws(int argc, char *argv[], const char *verb, void (*help)(void), const char **ret);
 /* The params {"workspace": ws}. Returns CTL_EXIT_OK with *ret, or CTL_EXIT_USAGE when ws cannot be sent (not
  * UTF-8; reported). */
 int ctl_workspace_params(const char *verb, const char *ws, json_t **ret);

@@ -10,6 +10,8 @@ import json
 import os
 import time
 
+import pytest
+
 from conftest import DJANGO_PYTHON, connect
 from runtools import RunWatch, echo_preset, parse_iso, refused, start, wait_gone, write_preset
 from servertools import add_workspace
@@ -785,7 +787,11 @@ def test_a_restart_keeps_the_newest_records_and_never_reuses_ids(tree):
     assert not os.path.exists(os.path.join(path, "db.sqlite3"))
 
 
-def test_scans_left_running_run_again_after_a_restart(tree):
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_scans_left_running_run_again_after_a_restart(tree, how):
+    # stop: the daemon kills its probe and leaves the records as they were. kill (SIGKILL): nothing is
+    # recorded at the end either; the probe dies with the daemon (its parent-death signal) or is ended as
+    # an orphan group by the next daemon. Either way the records stay "running" in the store.
     rpc, watch = boot(tree)
     slug, path = add(tree, rpc, "polls", prepare=slow_settings(60), seed_scans=False)
     ids = [s["id"] for s in scan_start(rpc, slug)]
@@ -795,8 +801,11 @@ def test_scans_left_running_run_again_after_a_restart(tree):
     assert pids
     rpc.close()
     watch.close()
-    assert tree.daemons[0].stop() == 0
-    wait_gone(pids, timeout=10, what="the probe of a stopped daemon")
+    if how == "stop":
+        assert tree.daemons[0].stop() == 0
+    else:
+        tree.daemons[0].kill()
+    wait_gone(pids, timeout=10, what=f"the probe of a daemon that got {how}")
 
     # the project loads fast now; the next daemon runs the same scans again
     settings = os.path.join(path, SETTINGS["polls"])
@@ -805,39 +814,10 @@ def test_scans_left_running_run_again_after_a_restart(tree):
     with open(settings, "w") as f:
         f.write(text[:text.index("\nimport time as _t")] + "\n")
     tree.start()
-    watch = ScanWatch(tree)
     rpc = connect(tree.socket_path, timeout=SCAN_TIMEOUT)
     listed = scan_list(rpc, slug)
     assert [r["id"] for r in listed] == ids
     assert all(r["trigger"] == "restart" for r in listed), listed
-    done = wait_list(rpc, slug, lambda rs: all(r["status"] in ("completed", "failed") for r in rs))
-    assert [r["id"] for r in done] == ids
-    assert all((r["status"], r["trigger"]) == ("completed", "restart") for r in done), done
-    assert probe_pids(path) == []
-
-
-def test_scans_of_a_killed_daemon_run_again(tree):
-    # SIGKILL: nothing is recorded at the end, the records stay "running" in the store. The probe dies
-    # with the daemon (its parent-death signal) or is ended as an orphan group by the next daemon.
-    rpc, watch = boot(tree)
-    slug, path = add(tree, rpc, "polls", prepare=slow_settings(60), seed_scans=False)
-    ids = [s["id"] for s in scan_start(rpc, slug)]
-    for kind in KINDS:
-        watch.started(slug, kind)
-    pids = running_probe_pids(path)
-    assert pids
-    rpc.close()
-    watch.close()
-    tree.daemons[0].kill()
-    wait_gone(pids, timeout=10, what="the probe of a killed daemon")
-
-    settings = os.path.join(path, SETTINGS["polls"])
-    with open(settings) as f:
-        text = f.read()
-    with open(settings, "w") as f:
-        f.write(text[:text.index("\nimport time as _t")] + "\n")
-    tree.start()
-    rpc = connect(tree.socket_path, timeout=SCAN_TIMEOUT)
     done = wait_list(rpc, slug, lambda rs: all(r["status"] in ("completed", "failed") for r in rs))
     assert [r["id"] for r in done] == ids
     assert all((r["status"], r["trigger"]) == ("completed", "restart") for r in done), done
