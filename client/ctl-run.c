@@ -683,23 +683,6 @@ static int follow_events(RunView *v, FollowEnd *ret) {
         }
 }
 
-/* Subscribes c to the run events (and the daemon's shutdown); events are kept from now on. */
-static int subscribe_runs(Ctl *c) {
-        json_auto_t *result = NULL;
-        int r;
-
-        ctl_keep_notifications(c, true);
-        r = ctl_call_checked(c, "subscribe", json_pack("{s:[ss]}", "topics", TOPIC_RUNS, TOPIC_SHUTDOWN),
-                             CTL_CALL_TIMEOUT_USEC, true, &result);
-        if (r != CTL_EXIT_OK)
-                return r;
-        if (!result) {
-                ctl_message("interrupted");
-                return CTL_EXIT_FAILURE;
-        }
-        return CTL_EXIT_OK;
-}
-
 /* (Re)connects v->c and, when following, subscribes it to the run events. */
 static int run_view_connect(RunView *v) {
         int r;
@@ -708,7 +691,7 @@ static int run_view_connect(RunView *v) {
         r = ctl_connect(v->follow, &v->c);
         if (r != CTL_EXIT_OK)
                 return r;
-        return v->follow ? subscribe_runs(v->c) : CTL_EXIT_OK;
+        return v->follow ? ctl_subscribe(v->c, json_pack("[ss]", TOPIC_RUNS, TOPIC_SHUTDOWN)) : CTL_EXIT_OK;
 }
 
 /* run.get, into v->run. */

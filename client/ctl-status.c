@@ -624,20 +624,7 @@ static int scan_wait_finished(ScanWait *w, json_t *rec) {
 }
 
 static int subscribe_scans(Ctl *c) {
-        json_auto_t *result = NULL;
-        int r;
-
-        ctl_keep_notifications(c, true);
-        r = ctl_call_checked(c, "subscribe",
-                             json_pack("{s:[sss]}", "topics", TOPIC_SCANS, TOPIC_REMOVED, TOPIC_SHUTDOWN),
-                             CTL_CALL_TIMEOUT_USEC, true, &result);
-        if (r != CTL_EXIT_OK)
-                return r;
-        if (!result) {
-                ctl_message("interrupted");
-                return CTL_EXIT_FAILURE;
-        }
-        return CTL_EXIT_OK;
+        return ctl_subscribe(c, json_pack("[sss]", TOPIC_SCANS, TOPIC_REMOVED, TOPIC_SHUTDOWN));
 }
 
 /* After a lagged cut-off: a new subscribed connection, then scan.get for what is still awaited (a record

@@ -241,6 +241,25 @@ int ctl_parse_ws_operand(int argc, char *argv[], const char *verb, const char **
                                  "the workspace must not be empty", ret);
 }
 
+int ctl_subscribe(Ctl *c, json_t *topics) {
+        json_auto_t *result = NULL;
+        json_t *params;
+        int r;
+
+        params = topics ? json_pack("{s:o}", "topics", topics) : NULL;
+        if (!params)
+                return ctl_oom();
+        ctl_keep_notifications(c, true);
+        r = ctl_call_checked(c, "subscribe", params, CTL_CALL_TIMEOUT_USEC, true, &result);
+        if (r != CTL_EXIT_OK)
+                return r;
+        if (!result) {
+                ctl_message("interrupted");
+                return CTL_EXIT_FAILURE;
+        }
+        return CTL_EXIT_OK;
+}
+
 int ctl_parse_optional_ws(int argc, char *argv[], const char *verb, void (*help)(void), const char **ret) {
         int r;
 

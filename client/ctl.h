@@ -136,6 +136,10 @@ int ctl_read_response(Ctl *c, uint64_t deadline, json_int_t *ret_id, json_t **re
 /* With keep=true, event notifications that arrive while ctl_call() waits for its response are kept, in
  * order, and returned first by ctl_read_message(), instead of being skipped. */
 void ctl_keep_notifications(Ctl *c, bool keep);
+/* subscribe to topics (a JSON array of patterns, stolen), keeping the events from now on (they may come
+ * before the reply). CTL_EXIT_OK once subscribed; "interrupted" (CTL_EXIT_FAILURE) when a signal cut the
+ * call short; the call's own exit code otherwise. */
+int ctl_subscribe(Ctl *c, json_t *topics);
 
 /* Reads the next message (kept notifications first, blank lines skipped), waiting until deadline
  * (CLOCK_MONOTONIC µs, or CTL_USEC_INFINITY). Same errors as ctl_call(). */

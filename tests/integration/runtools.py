@@ -232,3 +232,17 @@ class RunWatch:
 
     def brief(self):
         return [(e["topic"], e["data"].get("id"), e["data"].get("status")) for e in self.seen][-40:]
+
+
+def stable_status(rpc, slug, read_other):
+    """(socket document, other) read while the status document did not change: the socket's reads before
+    and after read_other() have the same seq (the document changes at most every 200 ms)."""
+    for _ in range(50):
+        before = rpc.call("workspace.status", {"workspace": slug})
+        other = read_other()
+        after = rpc.call("workspace.status", {"workspace": slug})
+        if before["seq"] == after["seq"]:
+            assert before == after
+            return after, other
+        time.sleep(0.1)
+    raise AssertionError("the status document never stayed the same for two reads")

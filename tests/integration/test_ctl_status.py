@@ -16,6 +16,7 @@ import time
 import pytest
 
 from conftest import DJANGO_PYTHON, DJDESKCTL, connect
+from runtools import stable_status
 
 SCAN_TIMEOUT = 120.0  # a probe run is one Django start; generous for sanitizer builds
 KINDS = ("schema", "migrations", "checks")
@@ -125,18 +126,9 @@ def add_atlas(tree, name="atlas", seed=True, path=None):
     return path
 
 
-def stable_status(tree, slug, read_other):
-    """(socket document, other) read while the document did not change (same seq before and after)."""
+def stable_status_of(tree, slug, read_other):
     with connect(tree.socket_path) as rpc:
-        for _ in range(50):
-            before = rpc.call("workspace.status", {"workspace": slug})
-            other = read_other()
-            after = rpc.call("workspace.status", {"workspace": slug})
-            if before["seq"] == after["seq"]:
-                assert before == after
-                return after, other
-            time.sleep(0.1)
-    raise AssertionError("the status document never stayed the same for two reads")
+        return stable_status(rpc, slug, read_other)
 
 
 def section(out, title):
@@ -177,18 +169,18 @@ def atlas(daemon):
 
 
 def test_status_json_is_the_workspace_status_document(atlas):
-    doc, out = stable_status(atlas, "atlas", lambda: json.loads(ctl(atlas, "status", "atlas", "--json")[0]))
+    doc, out = stable_status_of(atlas, "atlas", lambda: json.loads(ctl(atlas, "status", "atlas", "--json")[0]))
     assert out == doc
     assert out["workspace"] == "atlas" and out["scans"], out
     # The global --json before the command gives the same.
-    doc, out = stable_status(atlas, "atlas", lambda: json.loads(ctl(atlas, "--json", "status", "atlas")[0]))
+    doc, out = stable_status_of(atlas, "atlas", lambda: json.loads(ctl(atlas, "--json", "status", "atlas")[0]))
     assert out == doc
 
 
 def test_status_json_without_ws(daemon):
     add_atlas(daemon, seed=False)
     # One workspace: its document.
-    doc, out = stable_status(daemon, "atlas", lambda: json.loads(ctl(daemon, "status", "--json")[0]))
+    doc, out = stable_status_of(daemon, "atlas", lambda: json.loads(ctl(daemon, "status", "--json")[0]))
     assert out == doc
     # Several: an array of them, in workspace.list's order.
     add_atlas(daemon, name="beta", seed=False)

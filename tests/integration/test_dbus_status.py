@@ -12,6 +12,7 @@ import pytest
 
 from conftest import connect, needs_bus
 from dbuswatch import PROPERTIES, WORKSPACE, WORKSPACE_PREFIX, Watcher, is_properties_changed
+from runtools import stable_status
 from servertools import add_workspace
 
 pytestmark = needs_bus
@@ -50,20 +51,6 @@ def wait_scans(sub, slug, ids=None, timeout=SCAN_TIMEOUT):
             rec = e["data"]["scan"]
             done[rec["kind"]] = rec
     return done
-
-
-def stable_status(rpc, slug, read_other):
-    """(socket document, other document) read while the document did not change: the socket's before and
-    after read_other() have the same seq."""
-    for _ in range(50):
-        before = rpc.call("workspace.status", {"workspace": slug})
-        other = read_other()
-        after = rpc.call("workspace.status", {"workspace": slug})
-        if before["seq"] == after["seq"]:
-            assert before == after
-            return after, other
-        time.sleep(0.1)
-    raise AssertionError("the status document never stayed the same for two reads")
 
 
 def get_status(watcher, path):
