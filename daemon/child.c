@@ -601,7 +601,8 @@ int child_spawn(Loop *l, const ChildSpec *spec, const ChildOps *ops, void *userd
                 c->store = spec->store;
         }
 
-        null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        null_fd = spec->stdin_fd > 0 ? fcntl(spec->stdin_fd, F_DUPFD_CLOEXEC, 4)
+                                     : open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (null_fd < 0)
                 return -errno;
         if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {

@@ -16,7 +16,7 @@ typedef struct Store Store;
 
 /* Every child of the daemon (Django server, task, probe, interpreter check) is spawned here, the same way:
  * argv (never a shell), an explicit environment, its own process group, PR_SET_PDEATHSIG, a pidfd for its
- * exit, stdin from /dev/null, stdout and stderr on pipes read line by line from the loop. */
+ * exit, stdin from /dev/null (or a file the caller gives), stdout and stderr on pipes read line by line from the loop. */
 
 typedef enum ChildStream {
         CHILD_STDOUT,
@@ -44,6 +44,8 @@ typedef struct ChildSpec {
         const char *cwd;   /* NULL: the daemon's */
         int cwd_fd;        /* > 0: the working directory as an open (O_PATH) fd, wins over cwd: the
                             * directory checked is the one entered, whatever happens to its path */
+        int stdin_fd;      /* > 0: the child's stdin, read from the fd's current offset (a memfd holding
+                            * the input, say); otherwise /dev/null */
         int listen_fd;     /* >= 0: becomes the child's fd 3, with LISTEN_FDS=1 and LISTEN_PID=<its pid> */
         bool notify;       /* give the child its own NOTIFY_SOCKET and report what it sends there */
         int pdeath_signal; /* 0: SIGTERM */
