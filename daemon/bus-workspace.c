@@ -205,6 +205,46 @@ static int method_scan(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return bus_call_op(m, w->daemon->bus, "scan.start", params, format_scan_id, error);
 }
 
+/* export.create's result: the run that writes the notebook, and its object. */
+static int format_export(sd_bus_message *reply, json_t *result) {
+        _cleanup_free_ char *path = NULL;
+        json_t *id = json_object_get(json_object_get(result, "run"), "id");
+        int r;
+
+        if (!json_is_integer(id) || json_integer_value(id) <= 0)
+                return -EBADMSG;
+        r = bus_run_path((uint64_t) json_integer_value(id), &path);
+        if (r < 0)
+                return r;
+        return sd_bus_message_append(reply, "to", (uint64_t) json_integer_value(id), path);
+}
+
+static int method_export(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Workspace *w = userdata;
+        const char *template;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &template);
+        if (r < 0)
+                return r;
+        return bus_call_op(m, w->daemon->bus, "export.create",
+                           json_pack("{s:s,s:s}", "workspace", w->slug, "template", template), format_export,
+                           error);
+}
+
+/* export.list's result as JSON text. */
+static int format_json(sd_bus_message *reply, json_t *result) {
+        _cleanup_free_ char *text = json_dumps(result, JSON_COMPACT);
+
+        if (!text)
+                return -ENOMEM;
+        return sd_bus_message_append(reply, "s", text);
+}
+
+static int method_list_exports(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return workspace_call(m, userdata, "export.list", format_json, error);
+}
+
 #define EMITS_CHANGE SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE
 
 static const sd_bus_vtable workspace_vtable[] = {
@@ -236,6 +276,10 @@ static const sd_bus_vtable workspace_vtable[] = {
                                 method_get_status, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Scan", SD_BUS_ARGS("s", kind), SD_BUS_RESULT("t", id), method_scan,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Export", SD_BUS_ARGS("s", template), SD_BUS_RESULT("t", run, "o", path),
+                                method_export, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListExports", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", exports_json),
+                                method_list_exports, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

@@ -337,6 +337,26 @@ static const ConfigItem config_items[_CONFIG_ITEM_MAX] = {
                               { "DJDESK_DOCS_DIR" },
                               true,
                               "locally installed Django docs, preferred when a page is there" },
+        [CONFIG_DATALAB_TEMPLATES] = { "datalab",
+                                       "templates_dir",
+                                       CONFIG_TYPE_PATH,
+                                       OFF(datalab_templates),
+                                       0,
+                                       0,
+                                       NULL,
+                                       { "DJDESK_DATALAB_TEMPLATES" },
+                                       true,
+                                       "the built-in notebook templates" },
+        [CONFIG_EXPORT_HELPER] = { "datalab",
+                                   "export_helper",
+                                   CONFIG_TYPE_PATH,
+                                   OFF(export_helper),
+                                   0,
+                                   0,
+                                   NULL,
+                                   { "DJDESK_EXPORT" },
+                                   true,
+                                   "the djdesk-export helper" },
 };
 
 static const char *const dbus_mode_table[_DBUS_MODE_MAX] = {
@@ -629,6 +649,10 @@ static int config_fill_computed(Config *c) {
         if (!c->serve_helper && !(c->serve_helper = strdup(DJDESK_LIBEXECDIR "/djdesk-serve")))
                 return -ENOMEM;
         if (!c->probe_helper && !(c->probe_helper = strdup(DJDESK_LIBEXECDIR "/djdesk-probe")))
+                return -ENOMEM;
+        if (!c->datalab_templates && !(c->datalab_templates = strdup(DJDESK_DATADIR "/datalab")))
+                return -ENOMEM;
+        if (!c->export_helper && !(c->export_helper = strdup(DJDESK_LIBEXECDIR "/djdesk-export")))
                 return -ENOMEM;
         return 0;
 }

@@ -38,6 +38,8 @@ typedef enum ConfigItemId {
         CONFIG_SCAN_DEBOUNCE,
         CONFIG_DOCS_URL,
         CONFIG_DOCS_DIR,
+        CONFIG_DATALAB_TEMPLATES,
+        CONFIG_EXPORT_HELPER,
         _CONFIG_ITEM_MAX,
         _CONFIG_ITEM_INVALID = -EINVAL,
 } ConfigItemId;
@@ -104,6 +106,8 @@ typedef struct Config {
         uint64_t run_retention;    /* finished runs kept per workspace */
         uint64_t cancel_grace_sec; /* SIGTERM, then SIGKILL after this long (cancel, timeout) */
         char *probe_helper;        /* python/djdesk-probe */
+        char *datalab_templates;   /* the built-in Data Lab templates (data/datalab) */
+        char *export_helper;       /* djdesk-export, the Data Lab's writer */
         uint64_t scan_debounce_ms; /* quiet time after a migration file changed before it is scanned */
         char *docs_url;            /* Django's online docs, "{version}" replaced ("3.2") */
         char *docs_dir;            /* locally installed Django HTML docs (python-django-doc) */

@@ -12,6 +12,7 @@
 #include "events.h"
 #include "loop.h"
 #include "rpc-server.h"
+#include "export.h"
 #include "run.h"
 #include "scan.h"
 #include "server.h"
@@ -31,6 +32,15 @@ static void runs_reload_presets_logged(Daemon *d) {
         }
         for (char **w = warnings; w && *w; w++)
                 log_warning("Preset %s, skipping it.", *w);
+        warnings = strv_free(warnings);
+        if (exports_reload_templates(d, &warnings, &err) < 0) {
+                log_warning("Cannot reload the Data Lab templates, keeping the current ones: %s",
+                            err.message ?: "error");
+                dj_error_done(&err);
+                return;
+        }
+        for (char **w = warnings; w && *w; w++)
+                log_warning("Data Lab template %s, skipping it.", *w);
 }
 
 int daemon_reload(Daemon *d, DjError *reterr) {

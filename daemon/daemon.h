@@ -8,6 +8,7 @@
 #include "store.h"
 
 typedef struct Events Events;
+typedef struct Exports Exports;
 typedef struct Loop Loop;
 typedef struct RpcServer RpcServer;
 typedef struct Bus Bus;
@@ -40,6 +41,7 @@ typedef struct Daemon {
         RunQueue *runs;            /* the task queue (run.c) */
         ScanQueue *scans;          /* the probes (scan.c) */
         StatusHub *status;         /* the status documents (status.c) */
+        Exports *exports;          /* the Data Lab (export.c) */
 
         uint64_t started_at;   /* µs, CLOCK_REALTIME */
         char *started_at_iso;  /* the same, formatted once for daemon.info */

@@ -18,6 +18,7 @@
 #include "dj-log.h"
 #include "dj-util.h"
 #include "events.h"
+#include "export.h"
 #include "interp.h"
 #include "loop.h"
 #include "ops-domain.h"
@@ -263,6 +264,7 @@ static int setup_bus(Daemon *d) {
 static void daemon_done(Daemon *d) {
         /* Workspace operations still in flight are answered while their transports are still there. */
         ops_workspace_cancel_all(d);
+        exports_free(d); /* previews in flight are answered too */
         /* The socket file goes with us, on a clean stop and after a failed start alike, but only if we
          * made it: an inherited one is systemd's, and a live daemon's is never ours. */
         if (d->socket_created && unlink(d->socket_path) < 0 && errno != ENOENT)
@@ -364,6 +366,12 @@ static int run(Daemon *d) {
         r = status_init(d, &err);
         if (r < 0) {
                 log_error("Cannot set up the status documents: %s", err.message ?: "error");
+                dj_error_done(&err);
+                return r;
+        }
+        r = exports_init(d, &err);
+        if (r < 0) {
+                log_error("Cannot set up the Data Lab: %s", err.message ?: "error");
                 dj_error_done(&err);
                 return r;
         }

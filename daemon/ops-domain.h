@@ -42,5 +42,12 @@ int op_scan_list(OpCall *c, json_t *params);
 int op_scan_result(OpCall *c, json_t *params);
 int op_scan_start(OpCall *c, json_t *params);
 
+/* the Data Lab (ops-export.c) */
+int op_export_create(OpCall *c, json_t *params);
+int op_export_list(OpCall *c, json_t *params);
+int op_export_preview(OpCall *c, json_t *params);
+int op_export_remove(OpCall *c, json_t *params);
+int op_export_templates(OpCall *c, json_t *params);
+
 /* the status document (status.c) */
 int op_workspace_status(OpCall *c, json_t *params);

@@ -10,6 +10,7 @@
 #include "dj-util.h"
 #include "ops-domain.h"
 #include "ops.h"
+#include "export.h"
 #include "preset.h"
 #include "run.h"
 #include "status.h"
@@ -104,6 +105,13 @@ int op_preset_reload(OpCall *c, json_t *params) {
         for (char **w = warnings; w && *w; w++)
                 log_warning("Preset %s, skipping it.", *w);
         log_info("Presets reloaded: %zu.", preset_set_size(d->presets));
+        /* The Data Lab's templates come along (a failure keeps the current ones and is a warning). */
+        dj_error_done(&err);
+        if (exports_reload_templates(d, &warnings, &err) < 0) {
+                if (strv_extendf(&warnings, "Data Lab templates: %s", err.message ?: "error") < 0)
+                        return op_call_failf(c, DJ_E_INTERNAL, "out of memory");
+                dj_error_done(&err);
+        }
         status_changed(d, NULL, STATUS_PART_MASK(STATUS_PART_DOCS)); /* their docs_url */
         return op_call_reply_or_fail(c,
                                      json_pack("{s:I, s:o}", "presets",

@@ -29,6 +29,8 @@
 #include "dj-log.h"
 #include "dj-util.h"
 #include "events.h"
+#include "export.h"
+#include "datalab.h"
 #include "loop.h"
 #include "preset.h"
 #include "run.h"
@@ -673,7 +675,7 @@ static bool run_start(Run *r) {
         Daemon *d = r->queue->daemon;
         DjError err = DJ_ERROR_INIT;
         _cleanup_strv_free_ char **env = NULL;
-        _cleanup_close_ int dirfd = -1;
+        _cleanup_close_ int dirfd = -1, input_fd = -1;
         char owner[32], why[256];
         ChildSpec spec;
         int k;
@@ -690,12 +692,24 @@ static bool run_start(Run *r) {
                 run_finish(r, RUN_FAILED, "out of memory");
                 return false;
         }
+        if (streq_ptr(r->rec.kind, "export")) {
+                /* Gathered now, so the notebook holds what is true when it is written. */
+                input_fd = export_input_fd(d, r->w, r->rec.preset, &err);
+                if (input_fd < 0) {
+                        (void) snprintf(why, sizeof(why), "%s", err.message ?: "cannot gather the input");
+                        dj_error_done(&err);
+                        run_store_line(r, CHILD_STDERR, "error", why);
+                        run_finish(r, RUN_FAILED, why);
+                        return false;
+                }
+        }
         (void) snprintf(owner, sizeof(owner), "run:%" PRIu64, r->rec.id);
         spec = (ChildSpec){
                 .argv = r->rec.argv,
                 .envp = env,
                 .cwd = r->w->path,
                 .cwd_fd = dirfd,
+                .stdin_fd = input_fd,
                 .listen_fd = -1,
                 .owner = owner,
                 .store = d->store,
@@ -823,11 +837,72 @@ static Run *run_new(RunQueue *q) {
         return r;
 }
 
+/* What a run executes: a preset's command, or the Data Lab's writer for a template. */
+typedef struct RunJob {
+        const char *kind, *key, *label, *icon;
+        uint64_t timeout_s, max_output_lines;
+        bool mask_secrets;
+} RunJob;
+
+static int job_from_preset(Daemon *d, Workspace *w, const RunRequest *req, RunJob *job, char ***ret_argv,
+                           DjError *reterr) {
+        _cleanup_free_ char *manage = NULL;
+        const Preset *p;
+        int k;
+
+        p = d->presets ? preset_set_find(d->presets, req->preset) : NULL;
+        if (!p)
+                return dj_error_set_value(reterr, DJ_E_NOT_FOUND, req->preset,
+                                          "no preset '%s' (not on the allowlist)", req->preset);
+        if (req->params && !json_is_object(req->params))
+                return dj_error_set(reterr, DJ_E_INVALID, "params must be an object of strings");
+        manage = path_join(w->path, "manage.py");
+        if (!manage)
+                return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory");
+        k = preset_expand_argv(p, isempty(w->interpreter) ? NULL : w->interpreter, manage, req->params,
+                               ret_argv, reterr);
+        if (k < 0)
+                return k == -ENOMEM ? dj_error_set(reterr, DJ_E_INTERNAL, "out of memory") : k;
+        if (p->requires_confirmation && !req->confirm)
+                return dj_error_set_value(reterr, DJ_E_CONFIRM, p->key,
+                                          "preset '%s' requires confirmation (confirm: true)", p->key);
+        *job = (RunJob){
+                .kind = "task",
+                .key = p->key,
+                .label = p->label,
+                .icon = p->icon,
+                .timeout_s = p->timeout_s,
+                .max_output_lines = p->max_output_lines,
+                .mask_secrets = p->mask_secrets || streq(p->key, "diffsettings"),
+        };
+        return 0;
+}
+
+static int job_from_template(Daemon *d, Workspace *w, const RunRequest *req, RunJob *job, char ***ret_argv,
+                             DjError *reterr) {
+        const DatalabTemplate *t;
+        int k;
+
+        if (req->params && !(json_is_object(req->params) && json_object_size(req->params) == 0))
+                return dj_error_set(reterr, DJ_E_INVALID, "an export takes no params");
+        k = export_run_argv(d, w, req->preset, &t, ret_argv, reterr);
+        if (k < 0)
+                return k;
+        *job = (RunJob){
+                .kind = "export",
+                .key = t->slug,
+                .label = t->title,
+                .icon = "x-office-document",
+                .timeout_s = d->config->task_timeout_sec,
+        };
+        return 0;
+}
+
 int run_enqueue(Daemon *d, const RunRequest *req, Run **ret, DjError *reterr) {
         RunQueue *q = queue_of(d);
         _cleanup_strv_free_ char **argv = NULL;
-        _cleanup_free_ char *manage = NULL, *params = NULL;
-        const Preset *p;
+        _cleanup_free_ char *params = NULL;
+        RunJob job = {};
         Workspace *w;
         Run *r;
         int k;
@@ -841,25 +916,18 @@ int run_enqueue(Daemon *d, const RunRequest *req, Run **ret, DjError *reterr) {
         if (w->removing)
                 return dj_error_set_value(reterr, DJ_E_BUSY, req->workspace,
                                           "workspace '%s' is being removed", req->workspace);
-        p = d->presets ? preset_set_find(d->presets, req->preset) : NULL;
-        if (!p)
-                return dj_error_set_value(reterr, DJ_E_NOT_FOUND, req->preset,
-                                          "no preset '%s' (not on the allowlist)", req->preset);
         if (req->note && utf8_length(req->note) > RUN_NOTE_MAX)
                 return dj_error_set(reterr, DJ_E_INVALID, "the note is longer than %d characters",
                                     RUN_NOTE_MAX);
-        if (req->params && !json_is_object(req->params))
-                return dj_error_set(reterr, DJ_E_INVALID, "params must be an object of strings");
-        manage = path_join(w->path, "manage.py");
-        if (!manage)
-                return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory");
-        k = preset_expand_argv(p, isempty(w->interpreter) ? NULL : w->interpreter, manage, req->params,
-                               &argv, reterr);
+        if (streq_ptr(req->kind, "export"))
+                k = job_from_template(d, w, req, &job, &argv, reterr);
+        else if (!req->kind || streq(req->kind, "task"))
+                k = job_from_preset(d, w, req, &job, &argv, reterr);
+        else
+                k = dj_error_set_value(reterr, DJ_E_INVALID, req->kind, "unknown kind of run '%s'",
+                                       req->kind);
         if (k < 0)
-                return k == -ENOMEM ? dj_error_set(reterr, DJ_E_INTERNAL, "out of memory") : k;
-        if (p->requires_confirmation && !req->confirm)
-                return dj_error_set_value(reterr, DJ_E_CONFIRM, p->key,
-                                          "preset '%s' requires confirmation (confirm: true)", p->key);
+                return k;
         params = req->params ? json_dumps(req->params, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
         if (!params)
                 return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory");
@@ -872,10 +940,10 @@ int run_enqueue(Daemon *d, const RunRequest *req, Run **ret, DjError *reterr) {
                 .workspace_id = w->id,
                 .workspace = strdup(w->slug),
                 .workspace_path = strdup(w->path),
-                .kind = strdup("task"),
-                .preset = strdup(p->key),
-                .label = strdup(p->label),
-                .icon = p->icon ? strdup(p->icon) : NULL,
+                .kind = strdup(job.kind),
+                .preset = strdup(job.key),
+                .label = strdup(job.label),
+                .icon = job.icon ? strdup(job.icon) : NULL,
                 .argv = TAKE_PTR(argv),
                 .params = TAKE_PTR(params),
                 .note = isempty(req->note) ? NULL : strdup(req->note),
@@ -884,12 +952,12 @@ int run_enqueue(Daemon *d, const RunRequest *req, Run **ret, DjError *reterr) {
                 .status = "queued",
                 .progress = 0,
                 .queued_at = now_usec(CLOCK_REALTIME),
-                .timeout_s = p->timeout_s,
-                .max_output_lines = p->max_output_lines,
-                .mask_secrets = p->mask_secrets || streq(p->key, "diffsettings"),
+                .timeout_s = job.timeout_s,
+                .max_output_lines = job.max_output_lines,
+                .mask_secrets = job.mask_secrets,
         };
         if (!r->rec.workspace || !r->rec.workspace_path || !r->rec.kind || !r->rec.preset || !r->rec.label ||
-            (p->icon && !r->rec.icon) || (!isempty(req->note) && !r->rec.note) || !r->rec.requested_by) {
+            (job.icon && !r->rec.icon) || (!isempty(req->note) && !r->rec.note) || !r->rec.requested_by) {
                 run_record_done(&r->rec);
                 free(r);
                 return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory");
@@ -901,7 +969,7 @@ int run_enqueue(Daemon *d, const RunRequest *req, Run **ret, DjError *reterr) {
                 return dj_error_set(reterr, DJ_E_INTERNAL, "cannot record the run: %s", strerror(-k));
         }
         queue_link(q, r);
-        log_debug("Run %" PRIu64 " queued: %s in '%s' (%s)", r->rec.id, p->key, w->slug,
+        log_debug("Run %" PRIu64 " queued: %s %s in '%s' (%s)", r->rec.id, job.kind, job.key, w->slug,
                   r->rec.requested_by);
         run_publish(r, "run.queued");
         queue_dispatch_later(q);

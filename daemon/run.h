@@ -82,8 +82,9 @@ struct Run {
 
 /* The parameters of run.start (also D-Bus StartRun). */
 typedef struct RunRequest {
+        const char *kind;      /* NULL or "task": a preset; "export": a Data Lab export (export.h) */
         const char *workspace; /* slug */
-        const char *preset;    /* key */
+        const char *preset;    /* key (for "export": the template's slug) */
         json_t *params;        /* object of strings, or NULL */
         bool confirm;
         const char *note;         /* NULL or at most RUN_NOTE_MAX characters */

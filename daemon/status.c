@@ -32,6 +32,7 @@
 #include "dj-log.h"
 #include "dj-util.h"
 #include "events.h"
+#include "export.h"
 #include "loop.h"
 #include "ops-domain.h"
 #include "ops.h"
@@ -43,15 +44,14 @@
 #include "store.h"
 #include "workspace.h"
 
-#define DJANGO_DOCS_PREFIX   "https://docs.djangoproject.com/en/"
-#define DJANGO_DOCS_DEFAULT  DJANGO_DOCS_PREFIX "{version}/"
-#define SEED_RUNS            STATUS_ACTIVITY_MAX /* runs read at start: tasks, last run, activity */
-#define GUIDE_ICON           "text-x-generic"
-#define GUIDE_HEAD_MAX       4096 /* bytes of a guide page read for its title */
-#define GUIDE_TITLE_MAX      120  /* bytes of a title */
-#define GUIDES_MAX           32   /* guide pages listed */
-#define PRESET_DOCS_ICON     "help-browser"
-#define DATA_LAB_LIVE_ENVVAR "DJDESK_FLAG_DATA_LAB_LIVE"
+#define DJANGO_DOCS_PREFIX  "https://docs.djangoproject.com/en/"
+#define DJANGO_DOCS_DEFAULT DJANGO_DOCS_PREFIX "{version}/"
+#define SEED_RUNS           STATUS_ACTIVITY_MAX /* runs read at start: tasks, last run, activity */
+#define GUIDE_ICON          "text-x-generic"
+#define GUIDE_HEAD_MAX      4096 /* bytes of a guide page read for its title */
+#define GUIDE_TITLE_MAX     120  /* bytes of a title */
+#define GUIDES_MAX          32   /* guide pages listed */
+#define PRESET_DOCS_ICON    "help-browser"
 
 struct WorkspaceStatus {
         json_t *activity;    /* newest first, at most STATUS_ACTIVITY_MAX */
@@ -1368,7 +1368,7 @@ static unsigned on_scan_finished(WorkspaceStatus *s, const Event *e, Workspace *
 }
 
 static unsigned on_export_ready(WorkspaceStatus *s, const Event *e) {
-        const char *detail = jstr(e->data, "path") ?: jstr(e->data, "notebook") ?: jstr(e->data, "name");
+        const char *detail = jstr(e->data, "file");
 
         activity_push(s, activity_entry(event_time(e), "export.ready", "Notebook exported", detail, "ok"));
         return STATUS_PART_MASK(STATUS_PART_DATA_LAB) | STATUS_PART_MASK(STATUS_PART_ACTIVITY);
@@ -1485,7 +1485,6 @@ void status_free(Daemon *d) {
 static json_t *status_build(Workspace *w, WorkspaceStatus *s) {
         json_t *schema = scan_result(w, SCAN_SCHEMA), *migrations = scan_result(w, SCAN_MIGRATIONS),
                *checks = scan_result(w, SCAN_CHECKS), *doc, *server;
-        const char *live = getenv(DATA_LAB_LIVE_ENVVAR);
         ScanCounts counts = {};
         bool ok = true;
 
@@ -1515,10 +1514,7 @@ static json_t *status_build(Workspace *w, WorkspaceStatus *s) {
         put(doc, "scans", scans_to_json(w), &ok);
         put(doc, "tasks", json_copy(s->tasks), &ok);
         put(doc, "docs", json_copy(s->docs), &ok);
-        put(doc, "data_lab",
-            json_pack("{s:[], s:[], s:b}", "templates", "notebooks", "live_enabled",
-                      live && parse_boolean(live) > 0),
-            &ok);
+        put(doc, "data_lab", exports_status_json(w->daemon, w), &ok);
         if (!ok) {
                 json_decref(doc);
                 return NULL;

@@ -92,7 +92,7 @@ typedef struct RunRecord {
         int64_t workspace_id;
         char *workspace;      /* slug */
         char *workspace_path; /* where it ran (the workspace's path when it was queued) */
-        char *kind;           /* "task" */
+        char *kind;           /* "task", or "export" (preset: the template's slug) */
         char *preset;         /* key */
         char *label;
         char *icon;   /* NULL */

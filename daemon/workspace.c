@@ -587,6 +587,7 @@ Workspace *workspace_free(Workspace *w) {
         w->server = server_free(w->server);
         w->scans = scan_set_free(w->scans);
         w->status = workspace_status_free(w->status);
+        json_decref(w->notebooks);
         free(w->slug);
         free(w->name);
         free(w->path);

@@ -60,6 +60,7 @@ struct Workspace {
         Server *server;          /* owned; always present */
         ScanSet *scans;          /* scan.c's, created on first use; NULL: never scanned */
         WorkspaceStatus *status; /* status.c's, created on first use */
+        json_t *notebooks;       /* export.c's: the Data Lab notebooks (export.list), NULL: not listed yet */
         bool removing;           /* workspace.remove is stopping its server */
 
         Workspace *prev, *next; /* Daemon.workspaces, in creation order */

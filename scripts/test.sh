@@ -16,7 +16,8 @@ cd "$ROOT"
 PACKAGES=(meson ninja-build pkg-config gcc libsystemd-dev libevent-dev libsqlite3-dev libjansson-dev
           libnotify-dev libinih-dev libcmocka-dev scdoc dbus dbus-user-session python3-pytest python3-django
           python3-dbusmock sqlite3 util-linux systemd clang-format libdbus-1-dev
-          desktop-file-utils graphviz python3-jsonschema)
+          desktop-file-utils graphviz python3-jsonschema libmd4c-dev libmd4c-html0-dev nettle-dev
+          python3-nbformat python3-nbclient python3-ipykernel)
 SYS_PYTHON=/usr/bin/python3
 
 say() { printf '==> %s\n' "$*"; }
@@ -124,7 +125,7 @@ unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 # ---- 4. formatting --------------------------------------------------------------------------------------
 format_status=pass
 say "clang-format --dry-run --Werror"
-mapfile -t c_files < <(for d in common daemon client tests/unit bench; do
+mapfile -t c_files < <(for d in common datalab daemon client tests/unit bench; do
         [[ -d "$d" ]] && find "$d" -type f \( -name '*.c' -o -name '*.h' \)
 done | sort)
 if ((${#c_files[@]} > 0)); then

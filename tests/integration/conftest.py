@@ -39,6 +39,11 @@ SERVE_HELPER = os.path.join(SOURCE_ROOT, "python", "djdesk-serve")
 PROBE_HELPER = os.path.join(SOURCE_ROOT, "python", "djdesk-probe")
 SAMPLES_DIR = os.path.join(SOURCE_ROOT, "samples")
 PRESETS_DIR = os.path.join(SOURCE_ROOT, "data", "presets.d")
+DATALAB_TEMPLATES = os.path.join(SOURCE_ROOT, "data", "datalab")
+# The Data Lab's writer, built beside the daemon (<build>/datalab/djdesk-export).
+EXPORT_HELPER = os.environ.get("DJDESK_EXPORT") or (
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(DJDESKD))), "datalab", "djdesk-export")
+    if DJDESKD else None)
 DJANGO_PYTHON = os.environ.get("DJDESK_TEST_PYTHON") or "/usr/bin/python3"
 
 READY_TIMEOUT = 20.0   # seconds; generous for sanitizer builds
@@ -114,7 +119,10 @@ class Tree:
             "DJDESK_PROBE": PROBE_HELPER,
             "DJDESK_SAMPLES_DIR": SAMPLES_DIR,
             "DJDESK_PRESETS_DIR": PRESETS_DIR,
+            "DJDESK_DATALAB_TEMPLATES": DATALAB_TEMPLATES,
         })
+        if EXPORT_HELPER:
+            self.env["DJDESK_EXPORT"] = EXPORT_HELPER
         self.daemons = []
         self.processes = []
         self._n = 0
