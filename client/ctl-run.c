@@ -159,20 +159,6 @@ static int parse_id_operand(int argc, char *argv[], const char *verb, json_int_t
         return parse_run_id(verb, s, ret);
 }
 
-/* "2026-11-24 05:00:01" for an ISO 8601 time (the daemon's local time), as it came when it has another
- * shape, "-" for none. */
-static const char *format_when(const char *iso, char *buf, size_t n) {
-        static const char shape[] = "dddd-dd-ddTdd:dd:dd";
-
-        if (!iso)
-                return "-";
-        for (size_t i = 0; i < sizeof(shape) - 1; i++)
-                if (shape[i] == 'd' ? iso[i] < '0' || iso[i] > '9' : iso[i] != shape[i])
-                        return iso;
-        (void) snprintf(buf, n, "%.10s %.8s", iso, iso + 11);
-        return buf;
-}
-
 /* Appends s to *text, single-quoted as a shell would need it (for showing a command, never for running
  * one). */
 static int append_quoted(char **text, const char *s) {
@@ -1033,7 +1019,7 @@ int verb_runs(int argc, char *argv[]) {
                                   ctl_str(run, "status", NULL), code,
                                   ctl_format_seconds(json_object_get(run, "duration_seconds"), duration,
                                                      sizeof(duration)),
-                                  format_when(ctl_str(run, "queued_at", NULL), when, sizeof(when)));
+                                  ctl_format_when(ctl_str(run, "queued_at", NULL), when, sizeof(when)));
                 if (r < 0)
                         return ctl_oom();
         }

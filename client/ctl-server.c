@@ -435,7 +435,7 @@ int verb_url(int argc, char *argv[]) {
 
 int verb_open(int argc, char *argv[]) {
         json_auto_t *server = NULL;
-        const char *ws = NULL, *url, *opener;
+        const char *ws = NULL, *url;
         int r;
 
         r = ctl_workspace_command(argc, argv, "open", help_open, "server.status", &ws, &server);
@@ -450,26 +450,7 @@ int verb_open(int argc, char *argv[]) {
                 return CTL_EXIT_FAILURE;
         }
 
-        opener = getenv("DJDESK_OPENER");
-        if (isempty(opener))
-                opener = "xdg-open";
-        char *opener_argv[] = { (char *) opener, (char *) url, NULL };
-        r = ctl_spawn_wait(opener_argv);
-        if (r == -ENOENT) {
-                ctl_message("cannot run '%s': not found%s", opener,
-                            streq(opener, "xdg-open") ? " (Debian package xdg-utils)" : "");
-                ctl_message("the server is at %s", url);
-                return CTL_EXIT_FAILURE;
-        }
-        if (r < 0) {
-                ctl_message("cannot run '%s': %s", opener, strerror(-r));
-                return CTL_EXIT_FAILURE;
-        }
-        if (r > 0) {
-                ctl_message("'%s %s' failed with status %d", opener, url, r);
-                return CTL_EXIT_FAILURE;
-        }
-        return CTL_EXIT_OK;
+        return ctl_open_with_opener(url, "the server");
 }
 
 /* ---- logs ---- */

@@ -98,33 +98,9 @@ void help_schema(void) {
 
 /* ---- text helpers ---- */
 
-/* A copy of s (NULL: "-") with control characters (C0, DEL, and C1 in UTF-8) shown as '?' and tabs as a
- * space. */
-static char *clean_text(const char *s) {
-        char *t = strdup(s ?: "-"), *o = t;
-
-        if (!t)
-                return NULL;
-        for (const char *p = t; *p; p++) {
-                unsigned char c = (unsigned char) *p;
-
-                if (c == '\t')
-                        *o++ = ' ';
-                else if (c < ' ' || c == 0x7f)
-                        *o++ = '?';
-                else if (c == 0xc2 && (unsigned char) p[1] >= 0x80 && (unsigned char) p[1] <= 0x9f) {
-                        *o++ = '?';
-                        p++;
-                } else
-                        *o++ = *p;
-        }
-        *o = '\0';
-        return t;
-}
-
 /* Prints s cleaned, in color (when colour is on and color is not NULL). Returns 0 or -ENOMEM. */
 static int print_colored(const char *color, const char *s) {
-        _cleanup_free_ char *clean = clean_text(s);
+        _cleanup_free_ char *clean = ctl_clean_text(s);
 
         if (!clean)
                 return -ENOMEM;
@@ -226,7 +202,7 @@ static void grid_add(Grid *g, const char *text, const char *color) {
                 g->cells = c;
                 g->n_alloc = n;
         }
-        t = clean_text(text);
+        t = ctl_clean_text(text);
         if (!t) {
                 g->error = -ENOMEM;
                 return;
@@ -590,7 +566,7 @@ static int print_scan_record(json_t *rec) {
         if (arg_json)
                 return ctl_print_json(rec, false);
         if (streq(status, "failed")) {
-                text = clean_text(ctl_str(rec, "error", "no reason given"));
+                text = ctl_clean_text(ctl_str(rec, "error", "no reason given"));
                 if (!text)
                         return -ENOMEM;
                 ctl_message("scan %" JSON_INTEGER_FORMAT " %s failed: %s", ctl_int(rec, "id", 0),
@@ -598,7 +574,7 @@ static int print_scan_record(json_t *rec) {
                 return 0;
         }
         if (summary) {
-                text = clean_text(summary);
+                text = ctl_clean_text(summary);
                 if (!text)
                         return -ENOMEM;
         }
@@ -1154,7 +1130,8 @@ int verb_schema(int argc, char *argv[]) {
 
                 ctl_message("no schema scan yet: run djdeskctl scan %s", ws);
                 if (status && streq(status, "failed")) {
-                        _cleanup_free_ char *error = clean_text(ctl_str(scan, "error", "no reason given"));
+                        _cleanup_free_ char *error =
+                                ctl_clean_text(ctl_str(scan, "error", "no reason given"));
 
                         if (error)
                                 ctl_message("the last schema scan failed: %s", error);

@@ -5,11 +5,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,6 +99,7 @@ void ctl_print_field(int width, const char *label, const char *fmt, ...) {
 struct CtlTable {
         size_t n_columns;
         char **cells; /* row after row, the header first */
+        bool wrap_last;
 };
 
 CtlTable *ctl_table_free(CtlTable *t) {
@@ -144,6 +147,10 @@ int ctl_table_add(CtlTable *t, ...) {
         return r;
 }
 
+void ctl_table_wrap_last(CtlTable *t) {
+        t->wrap_last = true;
+}
+
 size_t ctl_text_width(const char *s) {
         size_t w = 0;
 
@@ -151,6 +158,59 @@ size_t ctl_text_width(const char *s) {
                 if (((unsigned char) *s & 0xc0) != 0x80)
                         w++;
         return w;
+}
+
+char *ctl_clean_text(const char *s) {
+        char *t = strdup(s ?: "-"), *o = t;
+
+        if (!t)
+                return NULL;
+        for (const char *p = t; *p; p++) {
+                unsigned char c = (unsigned char) *p;
+
+                if (c == '\t')
+                        *o++ = ' ';
+                else if (c < ' ' || c == 0x7f)
+                        *o++ = '?';
+                else if (c == 0xc2 && (unsigned char) p[1] >= 0x80 && (unsigned char) p[1] <= 0x9f) {
+                        *o++ = '?';
+                        p++;
+                } else
+                        *o++ = *p;
+        }
+        *o = '\0';
+        return t;
+}
+
+const char *ctl_format_when(const char *iso, char *buf, size_t n) {
+        static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+
+        if (!iso)
+                return "-";
+        for (size_t i = 0; i < sizeof(shape) - 1; i++)
+                if (shape[i] == 'd' ? iso[i] < '0' || iso[i] > '9' : iso[i] != shape[i])
+                        return iso;
+        (void) snprintf(buf, n, "%.10s %.8s", iso, iso + 11);
+        return buf;
+}
+
+const char *ctl_format_size(uint64_t bytes, char *buf, size_t n) {
+        static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
+        double v = (double) bytes;
+        size_t u = 0;
+
+        if (bytes < 1024) {
+                (void) snprintf(buf, n, "%" PRIu64 " B", bytes);
+                return buf;
+        }
+        v /= 1024;
+        /* 1023.95 KiB would print as "1024.0 KiB": go up a unit first. */
+        while (v >= 1023.95 && u + 1 < ELEMENTSOF(units)) {
+                v /= 1024;
+                u++;
+        }
+        (void) snprintf(buf, n, "%.1f %s", v, units[u]);
+        return buf;
 }
 
 const char *ctl_format_seconds(json_t *v, char *buf, size_t n) {
@@ -164,16 +224,75 @@ const char *ctl_format_seconds(json_t *v, char *buf, size_t n) {
         return format_duration(buf, n, (uint64_t) (s * (double) USEC_PER_SEC));
 }
 
+/* The width of the terminal on stdout, or 0 when stdout is not a terminal (or it does not say). */
+static size_t stdout_columns(void) {
+        struct winsize ws = {};
+
+        if (!isatty(STDOUT_FILENO) || ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) < 0)
+                return 0;
+        return ws.ws_col;
+}
+
+/* The byte length of s's first n characters (UTF-8). */
+static size_t text_prefix(const char *s, size_t n) {
+        const char *p = s;
+
+        for (; *p && n > 0; n--)
+                for (p++; ((unsigned char) *p & 0xc0) == 0x80; p++)
+                        ;
+        return (size_t) (p - s);
+}
+
+/* Prints s, broken at spaces into lines of at most width characters (a longer word is cut), each line
+ * after the first indented by indent columns. */
+static void print_wrapped(const char *s, size_t width, size_t indent) {
+        bool first = true;
+
+        for (;;) {
+                size_t len, cut, end;
+
+                while (!first && *s == ' ')
+                        s++;
+                if (ctl_text_width(s) <= width) {
+                        printf("%*s%s\n", first ? 0 : (int) indent, "", s);
+                        return;
+                }
+                len = text_prefix(s, width);
+                cut = len;
+                if (s[len] != ' ')
+                        while (cut > 0 && s[cut - 1] != ' ')
+                                cut--;
+                if (cut == 0)
+                        cut = len; /* one word longer than the line */
+                end = cut;
+                while (end > 0 && s[end - 1] == ' ')
+                        end--;
+                printf("%*s%.*s\n", first ? 0 : (int) indent, "", (int) end, s);
+                s += cut;
+                first = false;
+        }
+}
+
 void ctl_table_print(CtlTable *t) {
-        size_t n = strv_length(t->cells), widths[16] = {};
+        size_t n = strv_length(t->cells), widths[16] = {}, indent = 0, columns = 0;
 
         assert(t->n_columns <= ELEMENTSOF(widths));
         for (size_t i = 0; i < n; i++)
                 widths[i % t->n_columns] = MAX(widths[i % t->n_columns], ctl_text_width(t->cells[i]));
+        for (size_t i = 0; i + 1 < t->n_columns; i++)
+                indent += widths[i] + 2;
+        if (t->wrap_last) {
+                columns = stdout_columns();
+                /* Too narrow a space left for the last column: no wrapping at all beats one word a line. */
+                if (columns < indent + 20)
+                        columns = 0;
+        }
         for (size_t i = 0; i < n; i++) {
                 size_t col = i % t->n_columns;
 
-                if (col + 1 == t->n_columns)
+                if (col + 1 == t->n_columns && columns > 0)
+                        print_wrapped(t->cells[i], columns - indent - 1, indent);
+                else if (col + 1 == t->n_columns)
                         printf("%s\n", t->cells[i]);
                 else
                         printf("%s%*s", t->cells[i], (int) (widths[col] - ctl_text_width(t->cells[i]) + 2),
@@ -226,6 +345,27 @@ int ctl_spawn_wait(char *const argv[]) {
         if (WIFEXITED(status))
                 return WEXITSTATUS(status);
         return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+int ctl_open_with_opener(const char *target, const char *what) {
+        const char *opener = getenv("DJDESK_OPENER");
+        int r;
+
+        if (isempty(opener))
+                opener = "xdg-open";
+        char *argv[] = { (char *) opener, (char *) target, NULL };
+        r = ctl_spawn_wait(argv);
+        if (r == 0)
+                return CTL_EXIT_OK;
+        if (r == -ENOENT)
+                ctl_message("cannot run '%s': not found%s", opener,
+                            streq(opener, "xdg-open") ? " (Debian package xdg-utils)" : "");
+        else if (r < 0)
+                ctl_message("cannot run '%s': %s", opener, strerror(-r));
+        else
+                ctl_message("'%s %s' failed with status %d", opener, target, r);
+        ctl_message("%s is at %s", what, target);
+        return CTL_EXIT_FAILURE;
 }
 
 bool ctl_colors(void) {

@@ -189,6 +189,17 @@ const char *ctl_format_seconds(json_t *v, char *buf, size_t n);
 /* The width of s in columns: characters, not bytes (UTF-8 continuation bytes do not take a column). */
 size_t ctl_text_width(const char *s);
 
+/* A copy of s (NULL: "-") with control characters (C0, DEL, and C1 in UTF-8) shown as '?' and tabs as a
+ * space: for text from the daemon shown to a person. NULL on OOM. */
+char *ctl_clean_text(const char *s);
+
+/* "2026-11-24 05:00:01" for an ISO 8601 time (the daemon's local time), as it came when it has another
+ * shape, "-" for none. */
+const char *ctl_format_when(const char *iso, char *buf, size_t n);
+
+/* "512 B", "12.3 KiB", "4.0 MiB" for a byte count, into buf. */
+const char *ctl_format_size(uint64_t bytes, char *buf, size_t n);
+
 /* Prints "<label padded to width><formatted value>\n". */
 void ctl_print_field(int width, const char *label, const char *fmt, ...) _printf_(3, 4);
 
@@ -198,12 +209,20 @@ CtlTable *ctl_table_new(size_t n_columns, ...); /* the header: n_columns strings
 CtlTable *ctl_table_free(CtlTable *t);
 DEFINE_TRIVIAL_CLEANUP_FUNC(CtlTable *, ctl_table_free)
 int ctl_table_add(CtlTable *t, ...); /* n_columns strings, NULL shown as "-" */
+/* When stdout is a terminal, wrap the last column's text (at spaces) to the terminal's width, the
+ * continuation lines aligned under it. Without a terminal every row stays one line. */
+void ctl_table_wrap_last(CtlTable *t);
 void ctl_table_print(CtlTable *t);
 
 /* Runs argv[0] (looked up in PATH, no shell) with the default signal dispositions and an empty signal
  * mask, stdin from /dev/null, and waits for it. Returns its exit status (>= 0; 128+N when killed by
  * signal N), or -errno when it could not be started (-ENOENT: not found). */
 int ctl_spawn_wait(char *const argv[]);
+
+/* Hands target (a URL or an absolute path) to $DJDESK_OPENER, else xdg-open, and waits for it. When the
+ * opener is missing, cannot run or fails, says so and where what (e.g. "the notebook") is, on stderr.
+ * Returns CTL_EXIT_OK or CTL_EXIT_FAILURE. */
+int ctl_open_with_opener(const char *target, const char *what);
 
 /* Whether stdout is a terminal that takes colour (not with $NO_COLOR, not with TERM=dumb). */
 bool ctl_colors(void);
@@ -315,3 +334,11 @@ int verb_scan(int argc, char *argv[]);
 void help_scan(void);
 int verb_schema(int argc, char *argv[]);
 void help_schema(void);
+int verb_templates(int argc, char *argv[]);
+void help_templates(void);
+int verb_export(int argc, char *argv[]);
+void help_export(void);
+int verb_exports(int argc, char *argv[]);
+void help_exports(void);
+int verb_preview(int argc, char *argv[]);
+void help_preview(void);
