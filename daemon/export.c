@@ -249,27 +249,19 @@ json_t *export_input_json(Daemon *d, Workspace *w, const DatalabTemplate *t, DjE
         if (!input)
                 return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory"), NULL;
 
-        if (t->blocks & (DATALAB_BLOCK_SCHEMA | DATALAB_BLOCK_MIGRATIONS)) {
-                bool schema = t->blocks & DATALAB_BLOCK_SCHEMA;
-                json_t *result = scan_result(w, schema ? SCAN_SCHEMA : SCAN_MIGRATIONS);
+        /* A scan block needs a completed scan: a notebook of nothing would only mislead. */
+        for (ScanKind k = SCAN_SCHEMA; k <= SCAN_MIGRATIONS; k++) {
+                bool schema = k == SCAN_SCHEMA;
+                if (!(t->blocks & (schema ? DATALAB_BLOCK_SCHEMA : DATALAB_BLOCK_MIGRATIONS)))
+                        continue;
+                json_t *result = scan_result(w, k);
                 if (!result)
                         return dj_error_set(reterr, DJ_E_BUSY,
                                             "no %s scan of '%s' has completed yet (djdeskctl scan %s)",
-                                            schema ? "schema" : "migrations", w->slug, w->slug),
+                                            scan_kind_to_string(k), w->slug, w->slug),
                                NULL;
-        }
-        if ((t->blocks & DATALAB_BLOCK_SCHEMA) &&
-            json_object_set_new(input, "schema", pick(scan_result(w, SCAN_SCHEMA), schema_keys)) < 0)
-                return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory"), NULL;
-        if (t->blocks & DATALAB_BLOCK_MIGRATIONS) {
-                json_t *result = scan_result(w, SCAN_MIGRATIONS);
-                if (!result)
-                        return dj_error_set(
-                                       reterr, DJ_E_BUSY,
-                                       "no migrations scan of '%s' has completed yet (djdeskctl scan %s)",
-                                       w->slug, w->slug),
-                               NULL;
-                if (json_object_set_new(input, "migrations", pick(result, migration_keys)) < 0)
+                if (json_object_set_new(input, schema ? "schema" : "migrations",
+                                        pick(result, schema ? schema_keys : migration_keys)) < 0)
                         return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory"), NULL;
         }
         if (t->blocks & (DATALAB_BLOCK_LOGS | DATALAB_BLOCK_RUNS)) {

@@ -24,7 +24,8 @@ typedef struct Exports Exports;
 typedef struct OpCall OpCall;
 typedef struct Workspace Workspace;
 
-/* Daemon start, after workspaces_load (the templates; every workspace's notebooks listed once). */
+/* Daemon start, after workspaces_load and before status_init (the templates; every workspace's notebooks
+ * listed once). */
 int exports_init(Daemon *d, DjError *reterr);
 /* Daemon exit: previews still running are killed and their callers told. */
 void exports_free(Daemon *d);

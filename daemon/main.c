@@ -363,15 +363,16 @@ static int run(Daemon *d) {
                 dj_error_done(&err);
                 return r;
         }
-        r = status_init(d, &err);
-        if (r < 0) {
-                log_error("Cannot set up the status documents: %s", err.message ?: "error");
-                dj_error_done(&err);
-                return r;
-        }
+        /* The Data Lab's templates and notebooks, before the status documents that show them. */
         r = exports_init(d, &err);
         if (r < 0) {
                 log_error("Cannot set up the Data Lab: %s", err.message ?: "error");
+                dj_error_done(&err);
+                return r;
+        }
+        r = status_init(d, &err);
+        if (r < 0) {
+                log_error("Cannot set up the status documents: %s", err.message ?: "error");
                 dj_error_done(&err);
                 return r;
         }

@@ -29,6 +29,7 @@ INSIGHT_KEYS = ["pending_migrations", "models", "apps", "check_warnings", "check
                 "server_uptime"]
 PARTS = ["workspace", "server", "insights", "apps", "schema", "activity", "log_excerpt", "scans", "tasks",
          "docs", "data_lab"]
+DATA_LAB_TEMPLATES = ["log-study", "migration-review", "schema-audit", "task-history"]
 PUBLISH_INTERVAL = 0.2   # STATUS_PUBLISH_INTERVAL_USEC
 SCAN_TIMEOUT = 90.0
 
@@ -54,6 +55,12 @@ def validator():
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
+
+
+def check_data_lab(part, live):
+    """A workspace with nothing exported: the shipped templates, no notebooks, live_enabled from the flag."""
+    assert [t["slug"] for t in part["templates"]] == DATA_LAB_TEMPLATES, part
+    assert part["notebooks"] == [] and part["live_enabled"] is live, part
 
 
 def status(rpc, validator, slug):
@@ -190,7 +197,7 @@ def test_document_of_a_new_workspace_validates_and_is_cached(tree, validator):
     assert doc["tasks"] == [] and doc["log_excerpt"] == []
     assert [a["kind"] for a in doc["activity"]] == ["workspace.added"]
     assert doc["activity"][0]["detail"] == w["path"]
-    assert doc["data_lab"] == {"templates": [], "notebooks": [], "live_enabled": False}
+    check_data_lab(doc["data_lab"], live=False)
     last_run = doc["insights"][INSIGHT_KEYS.index("last_run")]
     assert (last_run["value"], last_run["severity"]) == ("none", "info")
     uptime = doc["insights"][INSIGHT_KEYS.index("server_uptime")]
@@ -552,7 +559,7 @@ def test_config_reload_recomputes_the_docs_only_when_they_change(tree, validator
 def test_data_lab_live_follows_the_flag(tree, validator, value, expected):
     rpc, changes, slug = boot(tree, env={"DJDESK_FLAG_DATA_LAB_LIVE": value})
     doc = status(rpc, validator, slug)
-    assert doc["data_lab"] == {"templates": [], "notebooks": [], "live_enabled": expected}
+    check_data_lab(doc["data_lab"], live=expected)
 
 
 # ---------------------------------------------------------------------------------------------------------
