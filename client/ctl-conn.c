@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -430,6 +431,20 @@ int ctl_call_checked(Ctl *c, const char *method, json_t *params, uint64_t timeou
         return CTL_EXIT_OK;
 }
 
+int ctl_call_interruptible(Ctl *c, const char *method, json_t *params, uint64_t timeout_usec,
+                           json_t **ret_result) {
+        int r;
+
+        r = ctl_call_checked(c, method, params, timeout_usec, true, ret_result);
+        if (r != CTL_EXIT_OK)
+                return r;
+        if (!*ret_result) {
+                ctl_message("interrupted");
+                return CTL_EXIT_FAILURE;
+        }
+        return CTL_EXIT_OK;
+}
+
 int ctl_simple_call(const char *method, json_t *params, json_t **ret_result) {
         _cleanup_(ctl_freep) Ctl *c = NULL;
         int r;
@@ -442,26 +457,73 @@ int ctl_simple_call(const char *method, json_t *params, json_t **ret_result) {
         return ctl_call_checked(c, method, params, CTL_CALL_TIMEOUT_USEC, false, ret_result);
 }
 
-int ctl_next_event(Ctl *c, json_t **ret_params) {
+/* Reads the next event notification with a string "topic", skipping other messages, until deadline.
+ * Returns 0 with *ret_params (a new reference), or the -errno of ctl_read_message(). */
+static int ctl_read_event(Ctl *c, uint64_t deadline, json_t **ret_params) {
         int r;
 
         for (;;) {
                 json_auto_t *m = NULL;
                 json_t *p;
 
-                r = ctl_read_message(c, CTL_USEC_INFINITY, &m);
-                if (r == -EINTR)
-                        return CTL_EXIT_OK; /* SIGINT/SIGTERM: *ret_params stays NULL */
+                r = ctl_read_message(c, deadline, &m);
                 if (r < 0)
-                        return ctl_report_transport_error(c, r);
+                        return r;
                 if (!streq(ctl_str(m, "method", ""), "event"))
                         continue;
                 p = json_object_get(m, "params");
                 if (!json_is_string(json_object_get(p, "topic")))
                         continue; /* malformed: nothing to go by */
                 *ret_params = json_incref(p);
-                return CTL_EXIT_OK;
+                return 0;
         }
+}
+
+int ctl_next_event(Ctl *c, json_t **ret_params) {
+        int r;
+
+        r = ctl_read_event(c, CTL_USEC_INFINITY, ret_params);
+        if (r == -EINTR)
+                return CTL_EXIT_OK; /* SIGINT/SIGTERM: *ret_params stays NULL */
+        if (r < 0)
+                return ctl_report_transport_error(c, r);
+        return CTL_EXIT_OK;
+}
+
+int ctl_wait_event(Ctl *c, uint64_t deadline, bool *shutdown, json_t **ret_params, const char **ret_topic,
+                   json_t **ret_data) {
+        int r;
+
+        for (;;) {
+                json_auto_t *p = NULL;
+                const char *topic;
+
+                r = ctl_read_event(c, deadline, &p);
+                if (r < 0)
+                        return r;
+                topic = ctl_str(p, "topic", "");
+                if (streq(topic, CTL_TOPIC_SHUTDOWN)) {
+                        *shutdown = true; /* the connection closes soon: ctl_wait_failed() says why */
+                        continue;
+                }
+                *ret_topic = topic;
+                *ret_data = json_object_get(p, "data");
+                *ret_params = TAKE_PTR(p);
+                return 0;
+        }
+}
+
+int ctl_wait_failed(Ctl *c, int r, bool shutdown, const char *fmt, ...) {
+        char what[64];
+        va_list ap;
+
+        if ((r != -ECONNRESET && r != -EPIPE) || !shutdown)
+                return ctl_report_transport_error(c, r);
+        va_start(ap, fmt);
+        (void) vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        ctl_message("the daemon shut down before %s finished", what);
+        return CTL_EXIT_FAILURE;
 }
 
 int ctl_connect(bool interruptible, Ctl **ret) {

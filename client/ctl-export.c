@@ -17,8 +17,6 @@
 
 #define TOPIC_FINISHED "run.finished"
 #define TOPIC_READY    "export.ready"
-#define TOPIC_SHUTDOWN "daemon.shutdown"
-#define TOPIC_LAGGED   "lagged"
 
 /* How long export.ready may take after run.finished (the daemon publishes it a moment later), and how long
  * a preview may take to be written (the daemon sets no deadline of its own). */
@@ -250,7 +248,7 @@ static void export_wait_done(ExportWait *w) {
 }
 
 static int subscribe_export(Ctl *c) {
-        return ctl_subscribe(c, json_pack("[sss]", TOPIC_FINISHED, TOPIC_READY, TOPIC_SHUTDOWN));
+        return ctl_subscribe(c, json_pack("[sss]", TOPIC_FINISHED, TOPIC_READY, CTL_TOPIC_SHUTDOWN));
 }
 
 static bool run_is_final(json_t *run) {
@@ -297,14 +295,10 @@ static int export_wait_resync(ExportWait *w) {
         r = subscribe_export(w->c);
         if (r != CTL_EXIT_OK)
                 return r;
-        r = ctl_call_checked(w->c, "run.get", json_pack("{s:I}", "id", w->id), CTL_CALL_TIMEOUT_USEC, true,
-                             &run);
+        r = ctl_call_interruptible(w->c, "run.get", json_pack("{s:I}", "id", w->id), CTL_CALL_TIMEOUT_USEC,
+                                   &run);
         if (r != CTL_EXIT_OK)
                 return r;
-        if (!run) {
-                ctl_message("interrupted");
-                return CTL_EXIT_FAILURE;
-        }
         if (run_is_final(run) && !w->run)
                 w->run = TAKE_PTR(run);
         return CTL_EXIT_OK;
@@ -317,8 +311,8 @@ static int export_wait_events(ExportWait *w) {
         int r;
 
         for (;;) {
-                json_auto_t *m = NULL;
-                json_t *p, *data;
+                json_auto_t *p = NULL;
+                json_t *data;
                 const char *topic;
 
                 if (w->run && !streq(ctl_str(w->run, "status", ""), "succeeded"))
@@ -326,7 +320,7 @@ static int export_wait_events(ExportWait *w) {
                 if (w->run && deadline == CTL_USEC_INFINITY)
                         deadline = now_usec(CLOCK_MONOTONIC) + READY_TIMEOUT_USEC;
 
-                r = ctl_read_message(w->c, deadline, &m);
+                r = ctl_wait_event(w->c, deadline, &w->shutdown, &p, &topic, &data);
                 if (r == -ETIMEDOUT && w->run)
                         return export_lookup(w);
                 if (r == -EINTR) {
@@ -343,30 +337,16 @@ static int export_wait_events(ExportWait *w) {
                                 return r;
                         continue;
                 }
-                if (r < 0) {
-                        if ((r == -ECONNRESET || r == -EPIPE) && w->shutdown) {
-                                ctl_message("the daemon shut down before run %" JSON_INTEGER_FORMAT
-                                            " finished",
-                                            w->id);
-                                return CTL_EXIT_FAILURE;
-                        }
-                        return ctl_report_transport_error(w->c, r);
-                }
-                if (!streq(ctl_str(m, "method", ""), "event"))
-                        continue;
-                p = json_object_get(m, "params");
-                topic = ctl_str(p, "topic", "");
-                data = json_object_get(p, "data");
+                if (r < 0)
+                        return ctl_wait_failed(w->c, r, w->shutdown, "run %" JSON_INTEGER_FORMAT, w->id);
 
-                if (streq(topic, TOPIC_LAGGED)) {
+                if (streq(topic, CTL_TOPIC_LAGGED)) {
                         r = export_wait_resync(w);
                         if (r != CTL_EXIT_OK)
                                 return r;
                         if (w->run && streq(ctl_str(w->run, "status", ""), "succeeded"))
                                 return export_lookup(w); /* its export.ready may be gone with the cut-off */
-                } else if (streq(topic, TOPIC_SHUTDOWN))
-                        w->shutdown = true;
-                else if (streq(topic, TOPIC_FINISHED) && ctl_int(data, "id", -1) == w->id) {
+                } else if (streq(topic, TOPIC_FINISHED) && ctl_int(data, "id", -1) == w->id) {
                         json_decref(w->run);
                         w->run = json_incref(data);
                 } else if (streq(topic, TOPIC_READY) && ctl_int(data, "run", -1) == w->id) {
@@ -436,16 +416,9 @@ int verb_export(int argc, char *argv[]) {
                                        a.template);
                 return CTL_EXIT_USAGE;
         }
-        if (a.note) {
-                json_t *note = json_string(a.note);
-
-                if (!note) {
-                        (void) ctl_usage_error("export", "invalid --note: not UTF-8");
-                        return CTL_EXIT_USAGE;
-                }
-                if (json_object_set_new(params, "note", note) < 0)
-                        return ctl_oom();
-        }
+        r = ctl_params_set_note("export", params, a.note);
+        if (r != CTL_EXIT_OK)
+                return r;
 
         w.a = &a;
         r = ctl_connect(a.wait, &w.c);

@@ -21,8 +21,6 @@
 #define TOPIC_STARTED  "run.started"
 #define TOPIC_LOG      "run.log"
 #define TOPIC_FINISHED "run.finished"
-#define TOPIC_SHUTDOWN "daemon.shutdown"
-#define TOPIC_LAGGED   "lagged"
 
 /* Lines per run.logs page: the daemon's default, which keeps a page of long lines within a message. */
 #define RUN_LOGS_PAGE  1000
@@ -613,11 +611,11 @@ static int follow_events(RunView *v, FollowEnd *ret) {
         int r;
 
         for (;;) {
-                json_auto_t *m = NULL;
-                json_t *p, *data;
+                json_auto_t *p = NULL;
+                json_t *data;
                 const char *topic;
 
-                r = ctl_read_message(v->c, CTL_USEC_INFINITY, &m);
+                r = ctl_wait_event(v->c, CTL_USEC_INFINITY, &v->shutdown, &p, &topic, &data);
                 if (r == -EINTR) {
                         *ret = FOLLOW_INTERRUPTED;
                         return CTL_EXIT_OK;
@@ -628,27 +626,12 @@ static int follow_events(RunView *v, FollowEnd *ret) {
                 }
                 if (r < 0) {
                         progress_clear(v);
-                        if ((r == -ECONNRESET || r == -EPIPE) && v->shutdown) {
-                                ctl_message("the daemon shut down before run %" JSON_INTEGER_FORMAT
-                                            " finished",
-                                            v->id);
-                                return CTL_EXIT_FAILURE;
-                        }
-                        return ctl_report_transport_error(v->c, r);
+                        return ctl_wait_failed(v->c, r, v->shutdown, "run %" JSON_INTEGER_FORMAT, v->id);
                 }
-                if (!streq(ctl_str(m, "method", ""), "event"))
-                        continue;
-                p = json_object_get(m, "params");
-                topic = ctl_str(p, "topic", "");
-                data = json_object_get(p, "data");
 
-                if (streq(topic, TOPIC_LAGGED)) {
+                if (streq(topic, CTL_TOPIC_LAGGED)) {
                         *ret = FOLLOW_LAGGED;
                         return CTL_EXIT_OK;
-                }
-                if (streq(topic, TOPIC_SHUTDOWN)) {
-                        v->shutdown = true;
-                        continue;
                 }
                 if (ctl_int(data, "id", -1) != v->id)
                         continue;
@@ -677,7 +660,8 @@ static int run_view_connect(RunView *v) {
         r = ctl_connect(v->follow, &v->c);
         if (r != CTL_EXIT_OK)
                 return r;
-        return v->follow ? ctl_subscribe(v->c, json_pack("[ss]", TOPIC_RUNS, TOPIC_SHUTDOWN)) : CTL_EXIT_OK;
+        return v->follow ? ctl_subscribe(v->c, json_pack("[ss]", TOPIC_RUNS, CTL_TOPIC_SHUTDOWN))
+                         : CTL_EXIT_OK;
 }
 
 /* run.get, into v->run. */
@@ -685,14 +669,10 @@ static int get_run(RunView *v) {
         json_auto_t *run = NULL;
         int r;
 
-        r = ctl_call_checked(v->c, "run.get", json_pack("{s:I}", "id", v->id), CTL_CALL_TIMEOUT_USEC, true,
-                             &run);
+        r = ctl_call_interruptible(v->c, "run.get", json_pack("{s:I}", "id", v->id), CTL_CALL_TIMEOUT_USEC,
+                                   &run);
         if (r != CTL_EXIT_OK)
                 return r;
-        if (!run) {
-                ctl_message("interrupted");
-                return CTL_EXIT_FAILURE;
-        }
         if (ctl_int(run, "id", -1) != v->id || !ctl_str(run, "status", NULL))
                 return ctl_malformed("run.get");
         run_view_set_run(v, run);
@@ -872,16 +852,9 @@ int verb_run(int argc, char *argv[]) {
         }
         if (a.confirm && json_object_set_new(params, "confirm", json_true()) < 0)
                 return ctl_oom();
-        if (a.note) {
-                json_t *note = json_string(a.note);
-
-                if (!note) {
-                        (void) ctl_usage_error("run", "invalid --note: not UTF-8");
-                        return CTL_EXIT_USAGE;
-                }
-                if (json_object_set_new(params, "note", note) < 0)
-                        return ctl_oom();
-        }
+        r = ctl_params_set_note("run", params, a.note);
+        if (r != CTL_EXIT_OK)
+                return r;
 
         /* With -f, subscribed before the run exists: none of its events can be missed. */
         if (a.follow)

@@ -9,10 +9,8 @@
 #include "dj-util.h"
 #include "strv.h"
 
-#define TOPIC_LOG      "server.log"
-#define TOPIC_REMOVED  "workspace.removed"
-#define TOPIC_SHUTDOWN "daemon.shutdown"
-#define TOPIC_LAGGED   "lagged"
+#define TOPIC_LOG     "server.log"
+#define TOPIC_REMOVED "workspace.removed"
 
 #define LOGS_DEFAULT_LINES 50
 #define LOGS_MAX_LINES     1000000
@@ -205,12 +203,9 @@ static int list_slugs(Ctl *c, Targets *t, json_t **ret_list) {
         size_t i;
         int r;
 
-        r = ctl_call_checked(c, "workspace.list", NULL, CTL_CALL_TIMEOUT_USEC, false, &result);
+        r = ctl_workspace_list(c, &result, &list);
         if (r != CTL_EXIT_OK)
                 return r;
-        list = ctl_result_array(result, "workspaces", "workspace.list");
-        if (!list)
-                return CTL_EXIT_FAILURE;
         json_array_foreach (list, i, ws) {
                 const char *slug = ctl_str(ws, "slug", NULL);
 
@@ -563,10 +558,10 @@ static int logs_follow(Ctl *c, const char *ws, json_int_t last_n, bool tty) {
                 } else if (streq(topic, TOPIC_REMOVED) && streq(ctl_str(data, "slug", ""), ws)) {
                         ctl_message("%s: the workspace was removed", ws);
                         return CTL_EXIT_OK;
-                } else if (streq(topic, TOPIC_SHUTDOWN)) {
+                } else if (streq(topic, CTL_TOPIC_SHUTDOWN)) {
                         ctl_message("the daemon is shutting down");
                         return CTL_EXIT_OK;
-                } else if (streq(topic, TOPIC_LAGGED)) {
+                } else if (streq(topic, CTL_TOPIC_LAGGED)) {
                         ctl_message(
                                 "the daemon dropped this subscription: log lines were not read fast enough");
                         return CTL_EXIT_FAILURE;
@@ -598,7 +593,7 @@ int verb_logs(int argc, char *argv[]) {
                 ctl_keep_notifications(c, true);
                 r = ctl_call_checked(
                         c, "subscribe",
-                        json_pack("{s:[sss]}", "topics", TOPIC_LOG, TOPIC_REMOVED, TOPIC_SHUTDOWN),
+                        json_pack("{s:[sss]}", "topics", TOPIC_LOG, TOPIC_REMOVED, CTL_TOPIC_SHUTDOWN),
                         CTL_CALL_TIMEOUT_USEC, true, &sub);
                 if (r != CTL_EXIT_OK || !sub)
                         return r;

@@ -18,8 +18,6 @@
 #define TOPIC_SCANS         "scan.*"
 #define TOPIC_SCAN_FINISHED "scan.finished"
 #define TOPIC_REMOVED       "workspace.removed"
-#define TOPIC_SHUTDOWN      "daemon.shutdown"
-#define TOPIC_LAGGED        "lagged"
 
 #define ANSI_BOLD   "\033[1m"
 #define ANSI_DIM    "\033[2m"
@@ -464,12 +462,9 @@ static int status_all(Ctl *c, json_t **ret) {
 
         if (!docs)
                 return ctl_oom();
-        r = ctl_call_checked(c, "workspace.list", NULL, CTL_CALL_TIMEOUT_USEC, false, &result);
+        r = ctl_workspace_list(c, &result, &list);
         if (r != CTL_EXIT_OK)
                 return r;
-        list = ctl_result_array(result, "workspaces", "workspace.list");
-        if (!list)
-                return CTL_EXIT_FAILURE;
         json_array_foreach (list, i, ws) {
                 json_auto_t *doc = NULL, *error = NULL;
                 const char *slug = ctl_str(ws, "slug", NULL);
@@ -600,7 +595,7 @@ static int scan_wait_finished(ScanWait *w, json_t *rec) {
 }
 
 static int subscribe_scans(Ctl *c) {
-        return ctl_subscribe(c, json_pack("[sss]", TOPIC_SCANS, TOPIC_REMOVED, TOPIC_SHUTDOWN));
+        return ctl_subscribe(c, json_pack("[sss]", TOPIC_SCANS, TOPIC_REMOVED, CTL_TOPIC_SHUTDOWN));
 }
 
 /* After a lagged cut-off: a new subscribed connection, then scan.get for what is still awaited (a record
@@ -647,36 +642,24 @@ static int scan_wait_events(ScanWait *w, Ctl **c) {
         int r;
 
         while (w->n_left > 0) {
-                json_auto_t *m = NULL;
-                json_t *p, *data;
+                json_auto_t *p = NULL;
+                json_t *data;
                 const char *topic;
 
-                r = ctl_read_message(*c, CTL_USEC_INFINITY, &m);
+                r = ctl_wait_event(*c, CTL_USEC_INFINITY, &w->shutdown, &p, &topic, &data);
                 if (r == -EINTR) {
                         ctl_message("stopped waiting; the scans carry on (see 'djdeskctl status %s')",
                                     w->ws);
                         return CTL_EXIT_FAILURE;
                 }
-                if (r < 0) {
-                        if ((r == -ECONNRESET || r == -EPIPE) && w->shutdown) {
-                                ctl_message("the daemon shut down before the scans finished");
-                                return CTL_EXIT_FAILURE;
-                        }
-                        return ctl_report_transport_error(*c, r);
-                }
-                if (!streq(ctl_str(m, "method", ""), "event"))
-                        continue;
-                p = json_object_get(m, "params");
-                topic = ctl_str(p, "topic", "");
-                data = json_object_get(p, "data");
+                if (r < 0)
+                        return ctl_wait_failed(*c, r, w->shutdown, "the scans");
 
-                if (streq(topic, TOPIC_LAGGED)) {
+                if (streq(topic, CTL_TOPIC_LAGGED)) {
                         r = scan_wait_resync(w, c);
                         if (r != CTL_EXIT_OK)
                                 return r;
-                } else if (streq(topic, TOPIC_SHUTDOWN))
-                        w->shutdown = true;
-                else if (streq(topic, TOPIC_REMOVED) && streq(ctl_str(data, "slug", ""), w->ws)) {
+                } else if (streq(topic, TOPIC_REMOVED) && streq(ctl_str(data, "slug", ""), w->ws)) {
                         ctl_message("workspace '%s' was removed before the scans finished", w->ws);
                         return CTL_EXIT_FAILURE;
                 } else if (streq(topic, TOPIC_SCAN_FINISHED) &&
@@ -752,13 +735,10 @@ int verb_scan(int argc, char *argv[]) {
                 if (r != CTL_EXIT_OK)
                         return r;
         }
-        r = ctl_call_checked(c, "scan.start", TAKE_PTR(params), CTL_CALL_TIMEOUT_USEC, wait, &result);
+        /* Without --wait the connection is not interruptible: the call cannot be cut short. */
+        r = ctl_call_interruptible(c, "scan.start", TAKE_PTR(params), CTL_CALL_TIMEOUT_USEC, &result);
         if (r != CTL_EXIT_OK)
                 return r;
-        if (!result) {
-                ctl_message("interrupted");
-                return CTL_EXIT_FAILURE;
-        }
         records = ctl_result_array(result, "scans", "scan.start");
         if (!records)
                 return CTL_EXIT_FAILURE;

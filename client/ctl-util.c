@@ -384,19 +384,27 @@ int ctl_parse_ws_operand(int argc, char *argv[], const char *verb, const char **
 int ctl_subscribe(Ctl *c, json_t *topics) {
         json_auto_t *result = NULL;
         json_t *params;
-        int r;
 
         params = topics ? json_pack("{s:o}", "topics", topics) : NULL;
         if (!params)
                 return ctl_oom();
         ctl_keep_notifications(c, true);
-        r = ctl_call_checked(c, "subscribe", params, CTL_CALL_TIMEOUT_USEC, true, &result);
+        return ctl_call_interruptible(c, "subscribe", params, CTL_CALL_TIMEOUT_USEC, &result);
+}
+
+int ctl_workspace_list(Ctl *c, json_t **ret_result, json_t **ret_list) {
+        json_auto_t *result = NULL;
+        json_t *list;
+        int r;
+
+        r = ctl_call_checked(c, "workspace.list", NULL, CTL_CALL_TIMEOUT_USEC, false, &result);
         if (r != CTL_EXIT_OK)
                 return r;
-        if (!result) {
-                ctl_message("interrupted");
+        list = ctl_result_array(result, "workspaces", "workspace.list");
+        if (!list)
                 return CTL_EXIT_FAILURE;
-        }
+        *ret_list = list;
+        *ret_result = TAKE_PTR(result);
         return CTL_EXIT_OK;
 }
 
@@ -417,6 +425,21 @@ int ctl_workspace_params(const char *verb, const char *ws, json_t **ret) {
                 (void) ctl_usage_error(verb, "invalid workspace '%s'", ws);
                 return CTL_EXIT_USAGE;
         }
+        return CTL_EXIT_OK;
+}
+
+int ctl_params_set_note(const char *verb, json_t *params, const char *note) {
+        json_t *j;
+
+        if (!note)
+                return CTL_EXIT_OK;
+        j = json_string(note);
+        if (!j) {
+                (void) ctl_usage_error(verb, "invalid --note: not UTF-8");
+                return CTL_EXIT_USAGE;
+        }
+        if (json_object_set_new(params, "note", j) < 0)
+                return ctl_oom();
         return CTL_EXIT_OK;
 }
 

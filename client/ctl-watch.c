@@ -9,9 +9,6 @@
 #include "ctl.h"
 #include "dj-util.h"
 
-#define TOPIC_SHUTDOWN "daemon.shutdown"
-#define TOPIC_LAGGED   "lagged"
-
 typedef struct WatchArgs {
         json_t *topics; /* array of patterns, NULL for the default ["*"] */
         bool have_since;
@@ -168,8 +165,8 @@ int verb_watch(int argc, char *argv[]) {
         topics = a.topics ? json_deep_copy(a.topics) : json_pack("[s]", "*");
         if (!topics)
                 return ctl_oom();
-        hide_shutdown = !topics_match(topics, TOPIC_SHUTDOWN);
-        if (hide_shutdown && json_array_append_new(topics, json_string(TOPIC_SHUTDOWN)) < 0)
+        hide_shutdown = !topics_match(topics, CTL_TOPIC_SHUTDOWN);
+        if (hide_shutdown && json_array_append_new(topics, json_string(CTL_TOPIC_SHUTDOWN)) < 0)
                 return ctl_oom();
         params = json_pack("{s:O}", "topics", topics);
         if (!params ||
@@ -228,7 +225,7 @@ int verb_watch(int argc, char *argv[]) {
                         gap_pending = false;
                 }
 
-                if (streq(topic, TOPIC_LAGGED)) {
+                if (streq(topic, CTL_TOPIC_LAGGED)) {
                         json_t *resume = json_object_get(json_object_get(p, "data"), "resume_since");
 
                         if (arg_json)
@@ -241,13 +238,13 @@ int verb_watch(int argc, char *argv[]) {
                         return CTL_EXIT_FAILURE;
                 }
 
-                if (!(hide_shutdown && streq(topic, TOPIC_SHUTDOWN))) {
+                if (!(hide_shutdown && streq(topic, CTL_TOPIC_SHUTDOWN))) {
                         r = print_event(topic, seq, p);
                         if (r < 0)
                                 return ctl_output_failed(r);
                 }
                 /* Replayed events (seq <= last_seq) may include the shutdown of an earlier daemon. */
-                if (streq(topic, TOPIC_SHUTDOWN) && seq > last_seq)
+                if (streq(topic, CTL_TOPIC_SHUTDOWN) && seq > last_seq)
                         return CTL_EXIT_OK;
         }
 }

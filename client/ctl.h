@@ -140,6 +140,9 @@ void ctl_keep_notifications(Ctl *c, bool keep);
  * before the reply). CTL_EXIT_OK once subscribed; "interrupted" (CTL_EXIT_FAILURE) when a signal cut the
  * call short; the call's own exit code otherwise. */
 int ctl_subscribe(Ctl *c, json_t *topics);
+/* workspace.list on c. Returns CTL_EXIT_OK with *ret_result (a new reference) and *ret_list (its
+ * "workspaces" array, borrowed from *ret_result), or the exit status to use (already reported). */
+int ctl_workspace_list(Ctl *c, json_t **ret_result, json_t **ret_list);
 
 /* Reads the next message (kept notifications first, blank lines skipped), waiting until deadline
  * (CLOCK_MONOTONIC µs, or CTL_USEC_INFINITY). Same errors as ctl_call(). */
@@ -156,6 +159,12 @@ int ctl_report_transport_error(Ctl *c, int r);
 int ctl_call_checked(Ctl *c, const char *method, json_t *params /* stolen, may be NULL */,
                      uint64_t timeout_usec, bool quit_ok, json_t **ret_result);
 
+/* ctl_call_checked() with quit_ok, for a call the command cannot do without: being interrupted is a failure
+ * too, reported as "interrupted" (CTL_EXIT_FAILURE). Returns CTL_EXIT_OK with *ret_result, or the exit
+ * status to use. */
+int ctl_call_interruptible(Ctl *c, const char *method, json_t *params /* stolen, may be NULL */,
+                           uint64_t timeout_usec, json_t **ret_result);
+
 /* Connects to the daemon, calls method and reports any failure. Returns CTL_EXIT_OK with *ret_result, or
  * the exit status to use. */
 int ctl_simple_call(const char *method, json_t *params /* stolen, may be NULL */, json_t **ret_result);
@@ -164,6 +173,23 @@ int ctl_simple_call(const char *method, json_t *params /* stolen, may be NULL */
  * Returns CTL_EXIT_OK with *ret_params (the notification's params, a new reference), CTL_EXIT_OK with
  * *ret_params left NULL once interrupted (SIGINT/SIGTERM), or the exit status to use (already reported). */
 int ctl_next_event(Ctl *c, json_t **ret_params);
+
+/* Topics every command that waits on events deals with. */
+#define CTL_TOPIC_SHUTDOWN "daemon.shutdown" /* the daemon shuts down: it closes the connection next */
+#define CTL_TOPIC_LAGGED   "lagged"          /* the daemon cut a slow subscriber off */
+
+/* For a command waiting on events for something to finish (run -f, export --wait, scan --wait): like
+ * ctl_next_event(), until deadline (CLOCK_MONOTONIC µs, or CTL_USEC_INFINITY), but a daemon.shutdown event
+ * only sets *shutdown and is not returned. Returns 0 with *ret_params (the notification's params, a new
+ * reference), *ret_topic and *ret_data (its "topic" and "data", borrowed from it; data may be NULL), or the
+ * -errno of ctl_read_message() (not reported: -EINTR, -ETIMEDOUT and -EMSGSIZE are the caller's to handle;
+ * ctl_wait_failed() reports the others). */
+int ctl_wait_event(Ctl *c, uint64_t deadline, bool *shutdown, json_t **ret_params, const char **ret_topic,
+                   json_t **ret_data);
+/* Reports a failed ctl_wait_event(): "the daemon shut down before <what> finished" (what formatted from fmt)
+ * when the daemon closed the connection after announcing its shutdown, else ctl_report_transport_error().
+ * Returns the exit status to use. */
+int ctl_wait_failed(Ctl *c, int r, bool shutdown, const char *fmt, ...) _printf_(4, 5);
 
 /* Opens a connection for a command that may wait long (server start, logs -f): sets up SIGINT/SIGTERM
  * handling first when interruptible. Returns CTL_EXIT_OK with *ret, or the exit status to use (the
@@ -235,6 +261,9 @@ int ctl_parse_optional_ws(int argc, char *argv[], const char *verb, void (*help)
 /* The params {"workspace": ws}. Returns CTL_EXIT_OK with *ret, or CTL_EXIT_USAGE when ws cannot be sent (not
  * UTF-8; reported). */
 int ctl_workspace_params(const char *verb, const char *ws, json_t **ret);
+/* Sets "note" in params to note (--note), unless NULL. Returns CTL_EXIT_OK, CTL_EXIT_USAGE when note is not
+ * UTF-8, or CTL_EXIT_FAILURE on OOM (both reported). */
+int ctl_params_set_note(const char *verb, json_t *params, const char *note);
 
 /* Commands that make one call. Unless said otherwise they return CTL_EXIT_OK with what they say,
  * CTL_EXIT_OK with *ret_result left NULL when there is nothing more to do (--help/--version printed), or
