@@ -527,8 +527,8 @@ int datalab_render(const DatalabTemplate *t, const DatalabInput *in, char **ret,
         _cleanup_free_ char *text = NULL;
         size_t text_len;
         char digest[DATALAB_SHA256_HEX];
+        size_t i, total = 0;
         json_t *c;
-        size_t i;
         int r;
 
         for (size_t b = 0; b < ELEMENTSOF(block_names); b++)
@@ -554,7 +554,9 @@ int datalab_render(const DatalabTemplate *t, const DatalabInput *in, char **ret,
                         render_source(json_string_value(json_object_get(c, "source")), code, &v);
                 if (!src)
                         return -ENOMEM;
-                json_t *lines = json_stringn_nocheck(src, strlen(src)); /* split as it is written */
+                size_t src_len = strlen(src);
+                json_t *lines = json_stringn_nocheck(src, src_len); /* split as it is written */
+                total += src_len;
                 src = mfree(src);
                 json_t *cell =
                         code ? json_pack("{s:s,s:n,s:o,s:{},s:[],s:o}", "cell_type", type, "execution_count",
@@ -576,7 +578,9 @@ int datalab_render(const DatalabTemplate *t, const DatalabInput *in, char **ret,
                 4, "nbformat_minor", 5);
         if (!nb)
                 return -ENOMEM;
-        r = nbjson_dumps(nb, NBJSON_INDENT | NBJSON_SPLIT_SOURCES, &text, &text_len);
+        /* The notebook is its sources, split and quoted, plus a little: a tenth more and 64 KiB. */
+        r = nbjson_dumps_hint(nb, NBJSON_INDENT | NBJSON_SPLIT_SOURCES, total + total / 10 + 65536, &text,
+                              &text_len);
         if (r < 0)
                 return r;
         char *out = realloc(text, text_len + 2);

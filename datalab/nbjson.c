@@ -334,12 +334,17 @@ static int dump_value(NbBuf *b, const json_t *v, NbJsonFlags flags, size_t level
         }
 }
 
-int nbjson_dumps(const json_t *v, NbJsonFlags flags, char **ret, size_t *ret_len) {
+int nbjson_dumps_hint(const json_t *v, NbJsonFlags flags, size_t hint, char **ret, size_t *ret_len) {
         _cleanup_free_ char *data = NULL;
         NbBuf b = {};
         int r;
 
         assert(v && ret);
+
+        /* One allocation of about the right size: growing by doubling would copy the text again and
+         * touch twice the memory (each fresh page a fault). */
+        if (hint > 0 && nbbuf_grow(&b, hint) < 0)
+                return -ENOMEM;
 
         r = dump_value(&b, v, flags, 0);
         data = b.data; /* freed on failure */
@@ -356,6 +361,10 @@ int nbjson_dumps(const json_t *v, NbJsonFlags flags, char **ret, size_t *ret_len
                 *ret_len = b.len;
         *ret = TAKE_PTR(data);
         return 0;
+}
+
+int nbjson_dumps(const json_t *v, NbJsonFlags flags, char **ret, size_t *ret_len) {
+        return nbjson_dumps_hint(v, flags, 0, ret, ret_len);
 }
 
 /* Reads "<digits>e<exp>" (no decimal point, so the locale does not matter) and tells if it is x. */

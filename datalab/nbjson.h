@@ -34,6 +34,8 @@ typedef enum NbJsonFlags {
  * separators are json.dumps' exactly: "[]" and "{}" when empty, else one item per line.
  * Returns 0, or -ENOMEM; *ret is untouched on failure. */
 int nbjson_dumps(const json_t *v, NbJsonFlags flags, char **ret, size_t *ret_len);
+/* The same, with room for about hint bytes allocated at once (for texts of megabytes). */
+int nbjson_dumps_hint(const json_t *v, NbJsonFlags flags, size_t hint, char **ret, size_t *ret_len);
 
 /* Python's repr(float) of x: the shortest decimal that reads back as x (David Gay's dtoa mode 0, which at
  * a power of two is not always the correctly rounded one: 2^-24 is "5.960464477539063e-08"), positional
