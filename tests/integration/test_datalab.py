@@ -115,6 +115,14 @@ def execute(nb):
     return nb
 
 
+def output_text(o):
+    """What an output shows as text: a stream's, or a result's text/plain (a pandas table, when pandas is
+    installed)."""
+    if o.output_type == "stream":
+        return o.text
+    return o.get("data", {}).get("text/plain", "")
+
+
 class Html(html.parser.HTMLParser):
     """Every start tag with its attributes, and the text."""
 
@@ -241,7 +249,7 @@ def test_every_template_exports_a_canonical_notebook_that_runs(tree, daemon, sam
         assert w["path"] in first_code.source or json.dumps(w["path"])[1:-1] in first_code.source
         # runs top to bottom in a plain Python 3 kernel
         execute(nb)
-        texts = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        texts = "".join(output_text(o) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
         assert texts.strip(), f"{template} printed nothing"
         if template == "schema-audit":
             for app in (a["label"] for a in rpc.call("scan.result", {"workspace": slug, "kind": "schema"})
