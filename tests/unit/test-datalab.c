@@ -368,5 +368,5 @@ int main(void) {
                 cmocka_unit_test(test_write_file),
                 cmocka_unit_test(test_notebook_info),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return cmocka_run_group_tests_name("datalab", tests, NULL, NULL);
 }

@@ -657,5 +657,5 @@ int main(void) {
                 cmocka_unit_test(test_dumps_misc),  cmocka_unit_test(test_dumps_large),
         };
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return cmocka_run_group_tests_name("nbjson", tests, NULL, NULL);
 }

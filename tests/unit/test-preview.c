@@ -664,5 +664,5 @@ int main(void) {
                 cmocka_unit_test(test_deterministic),
         };
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return cmocka_run_group_tests_name("preview", tests, NULL, NULL);
 }

@@ -522,5 +522,5 @@ int main(void) {
                 cmocka_unit_test(test_insights_bounded_caption),
         };
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        return cmocka_run_group_tests_name("status", tests, NULL, NULL);
 }
