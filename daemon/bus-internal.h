@@ -48,3 +48,5 @@ int bus_run_register(Bus *b);
 void bus_run_unregister(Bus *b);
 /* The object path of the run with this id, or -ENOMEM. */
 int bus_run_path(uint64_t id, char **ret);
+/* Appends "to": a run's id and object path, from its JSON (run.start's and export.create's replies). */
+int bus_append_run_ref(sd_bus_message *reply, json_t *run);

@@ -312,16 +312,7 @@ static int read_run_params(sd_bus_message *m, json_t **ret, sd_bus_error *error)
 }
 
 static int format_run(sd_bus_message *reply, json_t *result) {
-        _cleanup_free_ char *path = NULL;
-        json_t *id = json_object_get(result, "id");
-        int r;
-
-        if (!json_is_integer(id) || json_integer_value(id) <= 0)
-                return -EBADMSG;
-        r = bus_run_path((uint64_t) json_integer_value(id), &path);
-        if (r < 0)
-                return r;
-        return sd_bus_message_append(reply, "to", (uint64_t) json_integer_value(id), path);
+        return bus_append_run_ref(reply, result);
 }
 
 static int method_start_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {

@@ -46,6 +46,19 @@ int bus_run_path(uint64_t id, char **ret) {
         return 0;
 }
 
+int bus_append_run_ref(sd_bus_message *reply, json_t *run) {
+        _cleanup_free_ char *path = NULL;
+        json_t *id = json_object_get(run, "id");
+        int r;
+
+        if (!json_is_integer(id) || json_integer_value(id) <= 0)
+                return -EBADMSG;
+        r = bus_run_path((uint64_t) json_integer_value(id), &path);
+        if (r < 0)
+                return r;
+        return sd_bus_message_append(reply, "to", (uint64_t) json_integer_value(id), path);
+}
+
 /* The id of a run object path: the canonical decimal form only ("7", never "07" or "+7"). 0 when path is
  * not one. */
 static uint64_t run_path_id(const char *path) {

@@ -207,16 +207,7 @@ static int method_scan(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 
 /* export.create's result: the run that writes the notebook, and its object. */
 static int format_export(sd_bus_message *reply, json_t *result) {
-        _cleanup_free_ char *path = NULL;
-        json_t *id = json_object_get(json_object_get(result, "run"), "id");
-        int r;
-
-        if (!json_is_integer(id) || json_integer_value(id) <= 0)
-                return -EBADMSG;
-        r = bus_run_path((uint64_t) json_integer_value(id), &path);
-        if (r < 0)
-                return r;
-        return sd_bus_message_append(reply, "to", (uint64_t) json_integer_value(id), path);
+        return bus_append_run_ref(reply, json_object_get(result, "run"));
 }
 
 static int method_export(sd_bus_message *m, void *userdata, sd_bus_error *error) {

@@ -436,8 +436,10 @@ json_t *exports_status_json(Daemon *d, Workspace *w) {
                          "live_enabled", live && parse_boolean(live) > 0);
 }
 
-int export_remove(Daemon *d, Workspace *w, const char *name, DjError *reterr) {
-        _cleanup_free_ char *nb = NULL, *html = NULL;
+/* The directory of w's notebooks (an O_PATH fd) holding name.ipynb, a regular file: DJ_E_INVALID for a
+ * bad name, DJ_E_NOT_FOUND when there is no such notebook. *ret_file is "name.ipynb". */
+static int notebook_open(Daemon *d, Workspace *w, const char *name, char **ret_file, DjError *reterr) {
+        _cleanup_free_ char *file = NULL;
         _cleanup_close_ int dirfd = -EBADF;
         struct stat st;
 
@@ -450,11 +452,24 @@ int export_remove(Daemon *d, Workspace *w, const char *name, DjError *reterr) {
                                           w->slug);
         if (dirfd < 0)
                 return dirfd;
-        if (asprintf(&nb, "%s.ipynb", name) < 0 || asprintf(&html, "%s.html", name) < 0)
+        if (asprintf(&file, "%s.ipynb", name) < 0)
                 return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory");
-        if (fstatat(dirfd, nb, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        if (fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                 return dj_error_set_value(reterr, DJ_E_NOT_FOUND, name, "no notebook '%s' in '%s'", name,
                                           w->slug);
+        *ret_file = TAKE_PTR(file);
+        return TAKE_FD(dirfd);
+}
+
+int export_remove(Daemon *d, Workspace *w, const char *name, DjError *reterr) {
+        _cleanup_free_ char *nb = NULL, *html = NULL;
+        _cleanup_close_ int dirfd = notebook_open(d, w, name, &nb, reterr);
+        struct stat st;
+
+        if (dirfd < 0)
+                return dirfd;
+        if (asprintf(&html, "%s.html", name) < 0)
+                return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory");
         _cleanup_close_ int wfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (wfd < 0 || unlinkat(wfd, nb, 0) < 0)
                 return dj_error_set(reterr, DJ_E_INTERNAL, "cannot remove %s: %s", nb, strerror(errno));
@@ -525,26 +540,14 @@ int export_preview(Daemon *d, Workspace *w, const char *name, OpCall *c, DjError
         Exports *x = exports_of(d);
         _cleanup_free_ char *dir_path = exports_dir(d, w), *nb = NULL;
         _cleanup_close_ int dirfd = -EBADF;
-        struct stat st;
         Preview *p;
         int r;
 
         if (!x || !dir_path)
                 return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory");
-        if (!datalab_name_valid(name))
-                return dj_error_set_value(reterr, DJ_E_INVALID, name ?: "", "'%s' is not a notebook name",
-                                          name ?: "");
-        dirfd = datalab_open_dir(d->config->data_lab_root, w->slug, false, reterr);
-        if (dirfd == -ENOENT)
-                return dj_error_set_value(reterr, DJ_E_NOT_FOUND, name, "no notebook '%s' in '%s'", name,
-                                          w->slug);
+        dirfd = notebook_open(d, w, name, &nb, reterr);
         if (dirfd < 0)
                 return dirfd;
-        if (asprintf(&nb, "%s.ipynb", name) < 0)
-                return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory");
-        if (fstatat(dirfd, nb, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-                return dj_error_set_value(reterr, DJ_E_NOT_FOUND, name, "no notebook '%s' in '%s'", name,
-                                          w->slug);
 
         p = calloc(1, sizeof *p);
         if (!p)

@@ -15,15 +15,6 @@
 #include "run.h"
 #include "workspace.h"
 
-static Workspace *find_workspace(OpCall *c, json_t *params, DjError *err) {
-        const char *slug = json_string_value(json_object_get(params, "workspace"));
-        Workspace *w = slug ? workspace_find(c->daemon, slug) : NULL;
-
-        if (!w)
-                (void) dj_error_set_value(err, DJ_E_NOT_FOUND, slug ?: "", "no workspace '%s'", slug ?: "");
-        return w;
-}
-
 int op_export_templates(OpCall *c, json_t *params) {
         DjError err = DJ_ERROR_INIT;
 
@@ -56,7 +47,7 @@ int op_export_create(OpCall *c, json_t *params) {
 int op_export_list(OpCall *c, json_t *params) {
         DjError err = DJ_ERROR_INIT;
         _cleanup_free_ char *dir = NULL;
-        Workspace *w = find_workspace(c, params, &err);
+        Workspace *w = op_find_workspace(c, params, &err);
         json_t *list;
 
         if (!w)
@@ -73,7 +64,7 @@ int op_export_list(OpCall *c, json_t *params) {
 int op_export_remove(OpCall *c, json_t *params) {
         DjError err = DJ_ERROR_INIT;
         const char *name = json_string_value(json_object_get(params, "name"));
-        Workspace *w = find_workspace(c, params, &err);
+        Workspace *w = op_find_workspace(c, params, &err);
 
         if (!w || export_remove(c->daemon, w, name, &err) < 0)
                 return op_call_fail_error(c, &err);
@@ -83,7 +74,7 @@ int op_export_remove(OpCall *c, json_t *params) {
 int op_export_preview(OpCall *c, json_t *params) {
         DjError err = DJ_ERROR_INIT;
         const char *name = json_string_value(json_object_get(params, "name"));
-        Workspace *w = find_workspace(c, params, &err);
+        Workspace *w = op_find_workspace(c, params, &err);
 
         if (!w || export_preview(c->daemon, w, name, c, &err) < 0)
                 return op_call_fail_error(c, &err);

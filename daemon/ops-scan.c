@@ -14,15 +14,6 @@
 #include "scan.h"
 #include "workspace.h"
 
-static Workspace *find_workspace(OpCall *c, json_t *params, DjError *err) {
-        const char *slug = json_string_value(json_object_get(params, "workspace"));
-        Workspace *w = slug ? workspace_find(c->daemon, slug) : NULL;
-
-        if (!w)
-                (void) dj_error_set_value(err, DJ_E_NOT_FOUND, slug ?: "", "no workspace '%s'", slug ?: "");
-        return w;
-}
-
 /* kind: absent or "all" is every kind. */
 static int parse_kinds(json_t *params, unsigned *ret, DjError *err) {
         const char *kind = json_string_value(json_object_get(params, "kind"));
@@ -52,7 +43,7 @@ int op_scan_start(OpCall *c, json_t *params) {
         json_t *scans;
         Workspace *w;
 
-        w = find_workspace(c, params, &err);
+        w = op_find_workspace(c, params, &err);
         if (!w || parse_kinds(params, &mask, &err) < 0)
                 return op_call_fail_error(c, &err);
         if (scan_request(c->daemon, w, mask, "request", ids, &err) < 0)
@@ -73,7 +64,7 @@ int op_scan_start(OpCall *c, json_t *params) {
 
 int op_scan_list(OpCall *c, json_t *params) {
         DjError err = DJ_ERROR_INIT;
-        Workspace *w = find_workspace(c, params, &err);
+        Workspace *w = op_find_workspace(c, params, &err);
 
         if (!w)
                 return op_call_fail_error(c, &err);
@@ -106,7 +97,7 @@ int op_scan_result(OpCall *c, json_t *params) {
         ScanKind k;
         Workspace *w;
 
-        w = find_workspace(c, params, &err);
+        w = op_find_workspace(c, params, &err);
         if (!w)
                 return op_call_fail_error(c, &err);
         k = scan_kind_from_string(kind);
@@ -128,7 +119,7 @@ int op_scan_result(OpCall *c, json_t *params) {
 
 int op_scan_cancel(OpCall *c, json_t *params) {
         DjError err = DJ_ERROR_INIT;
-        Workspace *w = find_workspace(c, params, &err);
+        Workspace *w = op_find_workspace(c, params, &err);
         int n;
 
         if (!w)

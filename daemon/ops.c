@@ -16,6 +16,7 @@
 #include "ops.h"
 #include "rpc-frame.h"
 #include "run.h"
+#include "workspace.h"
 
 #define USER_EVENT_MAX_DATA ((size_t) 64 * 1024)
 
@@ -128,6 +129,15 @@ int op_call_failf(OpCall *c, DjErrKind kind, const char *fmt, ...) {
         op_call_fail(c, &err);
         dj_error_done(&err);
         return r;
+}
+
+Workspace *op_find_workspace(OpCall *c, json_t *params, DjError *err) {
+        const char *slug = json_string_value(json_object_get(params, "workspace"));
+        Workspace *w = slug ? workspace_find(c->daemon, slug) : NULL;
+
+        if (!w)
+                (void) dj_error_set_value(err, DJ_E_NOT_FOUND, slug ?: "", "no workspace '%s'", slug ?: "");
+        return w;
 }
 
 json_t *op_error_data(const DjError *err) {

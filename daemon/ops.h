@@ -10,6 +10,7 @@
 typedef struct Daemon Daemon;
 typedef struct EventSubscriber EventSubscriber;
 typedef struct OpCall OpCall;
+typedef struct Workspace Workspace;
 
 typedef enum OpFlags {
         OP_MUTATES = 1 << 0,   /* changes state */
@@ -104,5 +105,7 @@ int op_call_reply_or_fail(OpCall *c, json_t *result /* stolen */, DjError *err);
 
 /* JSON helpers shared by the transports. */
 json_t *op_error_data(const DjError *err);
+/* The workspace params.workspace names, or NULL with err set (DJ_E_NOT_FOUND, the slug as its value). */
+Workspace *op_find_workspace(OpCall *c, json_t *params, DjError *err);
 /* The daemon.info object (also D-Bus GetInfo). */
 json_t *ops_daemon_info(Daemon *d);
