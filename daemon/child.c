@@ -42,6 +42,7 @@ struct Child {
         uint64_t started_at;
         LoopSource *exit_source, *notify_source;
         LoopSource *streams[_CHILD_STREAM_MAX];
+        LoopSource *kill_timer; /* child_stop(): SIGKILL when SIGTERM was not enough */
         ChildOps ops;
         void *userdata;
         Store *store;
@@ -158,6 +159,31 @@ int child_kill(Child *c, int sig) {
         return killpg(c->pid, sig) < 0 ? -errno : 0;
 }
 
+static void child_kill_timer_cb(LoopSource *s, void *userdata) {
+        Child *c = userdata;
+
+        log_debug("Child process %d did not stop in time, sending SIGKILL to its group", (int) c->pid);
+        (void) child_kill(c, SIGKILL);
+}
+
+int child_stop(Child *c, uint64_t grace_usec) {
+        int r;
+
+        assert_return(c);
+        if (!c->running)
+                return -ESRCH;
+        if (grace_usec == 0)
+                return child_kill(c, SIGKILL);
+        r = child_kill(c, SIGTERM);
+        if (r < 0)
+                return r;
+        if (!c->kill_timer && loop_add_timer(c->loop, child_kill_timer_cb, c, &c->kill_timer) < 0)
+                return child_kill(c, SIGKILL);
+        if (!loop_timer_armed(c->kill_timer))
+                (void) loop_timer_arm(c->kill_timer, grace_usec);
+        return 0;
+}
+
 static void child_forget_group(Child *c) {
         int r;
 
@@ -172,6 +198,7 @@ static void child_forget_group(Child *c) {
 static void child_release(Child *c) {
         c->exit_source = loop_source_free(c->exit_source);
         c->notify_source = loop_source_free(c->notify_source);
+        c->kill_timer = loop_source_free(c->kill_timer);
         for (ChildStream s = 0; s < _CHILD_STREAM_MAX; s++)
                 c->streams[s] = loop_source_free(c->streams[s]);
         c->pidfd = safe_close(c->pidfd);

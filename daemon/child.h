@@ -76,6 +76,10 @@ uint64_t child_started_at(const Child *c); /* µs, CLOCK_REALTIME */
 /* Signals the child's whole process group (-ESRCH once it has been reaped). */
 int child_kill(Child *c, int sig);
 
+/* SIGTERM to the child's group, then SIGKILL if it is still running grace_usec later (at once when
+ * grace_usec is 0, or when no timer can be set). Calling it again does not move the deadline. */
+int child_stop(Child *c, uint64_t grace_usec);
+
 /* Stops watching the child. A child still running is sent SIGKILL (its group) and reaped first, so freeing
  * never leaves a zombie or an orphan. */
 Child *child_free(Child *c);

@@ -52,6 +52,8 @@ struct Preview {
         Exports *exports;
         OpCall *call;
         Child *child;
+        LoopSource *timeout_timer; /* the tasks' timeout_sec */
+        bool timed_out;
         char *file, *notebook;
         char err[PREVIEW_STDERR_MAX];
         size_t err_len;
@@ -491,6 +493,7 @@ static Preview *preview_free(Preview *p) {
                         break;
                 }
         child_free(p->child);
+        loop_source_free(p->timeout_timer);
         op_call_unref(p->call);
         free(p->file);
         free(p->notebook);
@@ -518,7 +521,10 @@ static void preview_exited_cb(Child *c, const ChildExit *e, void *userdata) {
         char buf[64];
 
         p->child = child_free(c);
-        if (child_exit_success(e))
+        if (p->timed_out)
+                (void) op_call_failf(p->call, DJ_E_INTERNAL, "cannot preview %s: timed out after %" PRIu64 " s",
+                                     p->notebook, p->exports->daemon->config->task_timeout_sec);
+        else if (child_exit_success(e))
                 op_call_reply(p->call, json_pack("{s:s,s:s}", "file", p->file, "notebook", p->notebook));
         else {
                 while (p->err_len > 0 && p->err[p->err_len - 1] == '\n')
@@ -529,6 +535,16 @@ static void preview_exited_cb(Child *c, const ChildExit *e, void *userdata) {
                 (void) op_call_failf(p->call, DJ_E_INVALID, "cannot preview %s: %s", p->notebook, msg);
         }
         preview_free(p);
+}
+
+static void preview_timeout_cb(LoopSource *src, void *userdata) {
+        Preview *p = userdata;
+        Daemon *d = p->exports->daemon;
+
+        log_warning("The preview of %s timed out after %" PRIu64 " s, stopping its writer", p->notebook,
+                    d->config->task_timeout_sec);
+        p->timed_out = true;
+        (void) child_stop(p->child, d->config->cancel_grace_sec * USEC_PER_SEC);
 }
 
 static const ChildOps preview_child_ops = {
@@ -582,6 +598,9 @@ int export_preview(Daemon *d, Workspace *w, const char *name, OpCall *c, DjError
                 preview_free(p);
                 return dj_error_set(reterr, DJ_E_INTERNAL, "cannot run %s: %s", argv[0], strerror(-r));
         }
+        if (d->config->task_timeout_sec > 0 &&
+            loop_add_timer(d->loop, preview_timeout_cb, p, &p->timeout_timer) >= 0)
+                (void) loop_timer_arm(p->timeout_timer, d->config->task_timeout_sec * USEC_PER_SEC);
         return 0;
 }
 

@@ -205,7 +205,6 @@ static void run_free(Run *r) {
         else
                 q->n_finished--;
         r->timeout_timer = loop_source_free(r->timeout_timer);
-        r->kill_timer = loop_source_free(r->kill_timer);
         r->child = child_free(r->child);
         run_pending_clear(r);
         free(r->pending);
@@ -534,7 +533,6 @@ static void run_finish(Run *r, RunStatus status, const char *error) {
         assert(!run_status_finished(r->status));
 
         r->timeout_timer = loop_source_free(r->timeout_timer);
-        r->kill_timer = loop_source_free(r->kill_timer);
         r->child = child_free(r->child);
         /* What it printed while it ran goes out as it was (status running, progress 5). */
         run_flush(r);
@@ -578,27 +576,10 @@ static void queue_check_stopped(RunQueue *q) {
         done(q->stopped_userdata);
 }
 
-static void run_kill_timer_cb(LoopSource *s, void *userdata) {
-        Run *r = userdata;
-
-        log_debug("Run %" PRIu64 ": still running after the grace period, sending SIGKILL", r->rec.id);
-        if (r->child)
-                (void) child_kill(r->child, SIGKILL);
-}
-
 /* SIGTERM to the group, SIGKILL after the grace period. */
 static void run_stop(Run *r) {
-        Daemon *d = r->queue->daemon;
-
-        if (!r->child)
-                return;
-        (void) child_kill(r->child, SIGTERM);
-        if (!r->kill_timer && loop_add_timer(d->loop, run_kill_timer_cb, r, &r->kill_timer) < 0) {
-                (void) child_kill(r->child, SIGKILL);
-                return;
-        }
-        if (!loop_timer_armed(r->kill_timer))
-                (void) loop_timer_arm(r->kill_timer, d->config->cancel_grace_sec * USEC_PER_SEC);
+        if (r->child)
+                (void) child_stop(r->child, r->queue->daemon->config->cancel_grace_sec * USEC_PER_SEC);
 }
 
 static void run_timeout_cb(LoopSource *s, void *userdata) {

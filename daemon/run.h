@@ -62,7 +62,6 @@ struct Run {
         /* while running */
         Child *child;
         LoopSource *timeout_timer; /* the preset's timeout_s */
-        LoopSource *kill_timer;    /* SIGKILL after the grace period that follows SIGTERM */
         bool cancel_requested;
         bool timeout_hit;
         bool stop_for_shutdown;

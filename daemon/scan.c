@@ -49,7 +49,7 @@ struct ScanSet {
         /* the running probe */
         Child *child;
         unsigned running; /* the kinds it serves */
-        LoopSource *timeout_timer, *kill_timer;
+        LoopSource *timeout_timer;
         char *out;
         size_t out_len, out_alloc;
         bool out_too_big;
@@ -405,7 +405,6 @@ static void queue_dispatch_later(ScanQueue *q) {
 
 static void probe_clear(ScanSet *s) {
         s->timeout_timer = loop_source_free(s->timeout_timer);
-        s->kill_timer = loop_source_free(s->kill_timer);
         s->out = mfree(s->out);
         s->out_len = s->out_alloc = 0;
         s->out_too_big = false;
@@ -600,26 +599,10 @@ static const ChildOps probe_child_ops = {
         .exited = probe_exited_cb,
 };
 
-static void probe_kill_timer_cb(LoopSource *src, void *userdata) {
-        ScanSet *s = userdata;
-
-        if (s->child)
-                (void) child_kill(s->child, SIGKILL);
-}
-
 /* SIGTERM to the group, SIGKILL after the grace period. */
 static void probe_stop(ScanSet *s) {
-        Daemon *d = set_daemon(s);
-
-        if (!s->child)
-                return;
-        (void) child_kill(s->child, SIGTERM);
-        if (!s->kill_timer && loop_add_timer(d->loop, probe_kill_timer_cb, s, &s->kill_timer) < 0) {
-                (void) child_kill(s->child, SIGKILL);
-                return;
-        }
-        if (!loop_timer_armed(s->kill_timer))
-                (void) loop_timer_arm(s->kill_timer, d->config->cancel_grace_sec * USEC_PER_SEC);
+        if (s->child)
+                (void) child_stop(s->child, set_daemon(s)->config->cancel_grace_sec * USEC_PER_SEC);
 }
 
 static void probe_timeout_cb(LoopSource *src, void *userdata) {

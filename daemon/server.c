@@ -65,8 +65,7 @@ struct Proc {
         Child *child;
         ProcRole role;
         pid_t pid;
-        LoopSource *kill_timer; /* SIGKILL when SIGTERM was not enough */
-        char *tail[TAIL_MAX];   /* the last stderr lines that are not request lines */
+        char *tail[TAIL_MAX]; /* the last stderr lines that are not request lines */
         size_t tail_next, n_tail;
         bool in_traceback[_CHILD_STREAM_MAX];
         Proc *prev, *next;
@@ -686,20 +685,11 @@ static Proc *proc_free(Proc *p) {
                 s->procs = p->next;
         if (p->next)
                 p->next->prev = p->prev;
-        p->kill_timer = loop_source_free(p->kill_timer);
         p->child = child_free(p->child);
         for (size_t i = 0; i < TAIL_MAX; i++)
                 free(p->tail[i]);
         free(p);
         return NULL;
-}
-
-static void proc_kill_timer_cb(LoopSource *src, void *userdata) {
-        Proc *p = userdata;
-
-        log_debug("Server '%s': process %d did not stop in time, sending SIGKILL", p->server->w->slug,
-                  (int) p->pid);
-        (void) child_kill(p->child, SIGKILL);
 }
 
 /* Tells a process to go: it becomes retiring, gets SIGTERM (its group), and SIGKILL after the grace
@@ -712,16 +702,7 @@ static void proc_retire(Proc *p, bool kill) {
         if (s->candidate == p)
                 s->candidate = NULL;
         p->role = PROC_RETIRING;
-        if (kill) {
-                (void) child_kill(p->child, SIGKILL);
-                return;
-        }
-        (void) child_kill(p->child, SIGTERM);
-        if (!p->kill_timer &&
-            loop_add_timer(server_daemon(s)->loop, proc_kill_timer_cb, p, &p->kill_timer) < 0)
-                return;
-        if (p->kill_timer && !loop_timer_armed(p->kill_timer))
-                (void) loop_timer_arm(p->kill_timer, server_config(s)->stop_timeout_sec * USEC_PER_SEC);
+        (void) child_stop(p->child, kill ? 0 : server_config(s)->stop_timeout_sec * USEC_PER_SEC);
 }
 
 static void server_retire_all(Server *s, bool kill) {

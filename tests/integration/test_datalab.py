@@ -15,13 +15,15 @@ import os
 import shutil
 import stat
 import struct
+import threading
+import time
 import zlib
 
 import pytest
 
-from conftest import EXPORT_HELPER, busctl, busctl_json, connect, have_bus
+from conftest import EXPORT_HELPER, RpcError, busctl, busctl_json, connect, have_bus
 from runtools import RunWatch, refused, script_preset, start
-from servertools import add_workspace
+from servertools import add_workspace, group_members, wait_until
 from test_status import status as status_doc, validator  # noqa: F401 (a fixture)
 
 nbformat = pytest.importorskip("nbformat")
@@ -490,6 +492,48 @@ def test_preview_renders_tables_and_only_png_or_jpeg_images(tree, daemon):
     assert e["code"] == -32602 and "broken.ipynb" in e["message"], e
     assert not os.path.exists(os.path.join(d, "broken.html"))
     assert refused(rpc, "export.preview", {"workspace": "polls", "name": "absent"})["code"] == -32001
+
+
+def test_a_stuck_preview_writer_is_stopped_after_the_timeout(tree):
+    # A writer that ignores SIGTERM and never finishes (a stand-in for a hung djdesk-export): the call is
+    # answered with a typed error after the tasks' timeout, the writer's whole group is SIGKILLed after the
+    # grace period, and the daemon answers other calls meanwhile.
+    pidfile = os.path.join(tree.root, "stuck.pid")
+    helper = os.path.join(tree.root, "export-stuck")
+    with open(helper, "w") as f:
+        f.write(f"#!/bin/sh\ntrap '' TERM\necho $$ > {pidfile}\nwhile :; do sleep 0.1; done\n")
+    os.chmod(helper, 0o755)
+    tree.write_config("[tasks]\ntimeout_sec = 1\ncancel_grace_sec = 1\n")
+    d = tree.start(env={"DJDESK_EXPORT": helper, "DJDESK_LOG_LEVEL": "debug"})
+    rpc = connect(tree.socket_path)
+    add_sample(tree, rpc, "polls", seed_scans=False)
+    nb_dir = os.path.join(data_lab_root(tree), "polls")
+    os.makedirs(nb_dir, mode=0o700)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Hi")]),
+                   os.path.join(nb_dir, "hi.ipynb"))
+
+    outcome = {}
+    def preview():
+        t0 = time.monotonic()
+        try:
+            outcome["reply"] = connect(tree.socket_path).call("export.preview", {"workspace": "polls", "name": "hi"})
+        except RpcError as e:
+            outcome["error"] = e.error
+        outcome["took"] = time.monotonic() - t0
+    caller = threading.Thread(target=preview, daemon=True)
+    caller.start()
+    wait_until(lambda: os.path.exists(pidfile) and os.path.getsize(pidfile) > 0, 10, "the writer started")
+    pgid = int(read_bytes(pidfile))
+    assert rpc.call("export.list", {"workspace": "polls"})["notebooks"]   # the loop is not blocked
+    caller.join(timeout=20)
+    assert not caller.is_alive()
+    assert "error" in outcome, outcome
+    assert outcome["error"]["code"] == -32603, outcome
+    assert "timed out after 1 s" in outcome["error"]["message"] and "hi.ipynb" in outcome["error"]["message"]
+    assert 1.8 <= outcome["took"] < 8.0, outcome   # 1 s, then 1 s of grace: SIGTERM is ignored
+    assert group_members(pgid) == []
+    d.wait_stderr(rf"process {pgid} did not stop in time, sending SIGKILL")
+    assert not os.path.exists(os.path.join(nb_dir, "hi.html"))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -277,6 +277,65 @@ static void test_group_killed(void **state) {
         run_done(&r);
 }
 
+/* Starts script and runs the loop until its first line: whatever it set up before is in place. */
+static void start_sh(Run *r, const char *script) {
+        char *argv[] = { (char *) "/bin/sh", (char *) "-c", (char *) script, NULL };
+        _cleanup_(loop_source_freep) LoopSource *t = NULL;
+        bool timed_out = false;
+
+        assert_int_equal(spawn(r, &(ChildSpec){ .argv = argv, .listen_fd = -1 }), 0);
+        assert_int_equal(loop_add_timer(loop, timeout_cb, &timed_out, &t), 0);
+        assert_int_equal(loop_timer_arm(t, 10 * USEC_PER_SEC), 0);
+        while (r->n_out == 0 && !timed_out)
+                assert_int_equal(loop_run_once(loop), 0);
+        assert_false(timed_out);
+}
+
+static void test_stop(void **state) {
+        Run r = {};
+        uint64_t t0;
+
+        /* A group that honours SIGTERM ends by it, long before the grace period. */
+        start_sh(&r, "sleep 1000 & echo started; wait");
+        t0 = now_usec(CLOCK_MONOTONIC);
+        assert_int_equal(child_stop(r.c, 30 * USEC_PER_SEC), 0);
+        run_until(&r.exited);
+        assert_int_equal(r.e.code, CLD_KILLED);
+        assert_int_equal(r.e.status, SIGTERM);
+        assert_true(now_usec(CLOCK_MONOTONIC) - t0 < 5 * USEC_PER_SEC);
+        assert_int_equal(child_stop(r.c, USEC_PER_SEC), -ESRCH);
+        run_done(&r);
+
+        /* One that ignores it gets SIGKILL once the grace period is over; asking again does not move the
+         * deadline. */
+        r = (Run){};
+        start_sh(&r, "trap '' TERM; echo started; while :; do sleep 0.05; done");
+        t0 = now_usec(CLOCK_MONOTONIC);
+        assert_int_equal(child_stop(r.c, 300 * USEC_PER_MSEC), 0);
+        assert_int_equal(child_stop(r.c, 30 * USEC_PER_SEC), 0);
+        run_until(&r.exited);
+        assert_int_equal(r.e.code, CLD_KILLED);
+        assert_int_equal(r.e.status, SIGKILL);
+        assert_true(now_usec(CLOCK_MONOTONIC) - t0 >= 300 * USEC_PER_MSEC);
+        assert_true(now_usec(CLOCK_MONOTONIC) - t0 < 5 * USEC_PER_SEC);
+        run_done(&r);
+
+        /* No grace: SIGKILL at once. */
+        r = (Run){};
+        start_sh(&r, "trap '' TERM; echo started; while :; do sleep 0.05; done");
+        assert_int_equal(child_stop(r.c, 0), 0);
+        run_until(&r.exited);
+        assert_int_equal(r.e.code, CLD_KILLED);
+        assert_int_equal(r.e.status, SIGKILL);
+        run_done(&r);
+
+        /* Freed while its SIGKILL is pending: the timer goes with it. */
+        r = (Run){};
+        start_sh(&r, "trap '' TERM; echo started; while :; do sleep 0.05; done");
+        assert_int_equal(child_stop(r.c, 30 * USEC_PER_SEC), 0);
+        run_done(&r);
+}
+
 static void test_listen_fd(void **state) {
         /* Inspected once it said so: its startup (the dynamic loader) opens files for a moment. */
         char *argv[] = { (char *) "python3",
@@ -613,11 +672,17 @@ static int teardown(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_lines_and_status), cmocka_unit_test(test_spawn_errors),
-                cmocka_unit_test(test_env_and_group),    cmocka_unit_test(test_group_killed),
-                cmocka_unit_test(test_listen_fd),        cmocka_unit_test(test_notify),
-                cmocka_unit_test(test_free_from_line),   cmocka_unit_test(test_store_record),
-                cmocka_unit_test(test_reap_orphans),     cmocka_unit_test(test_reap_orphans_zombie_leader),
+                cmocka_unit_test(test_lines_and_status),
+                cmocka_unit_test(test_spawn_errors),
+                cmocka_unit_test(test_env_and_group),
+                cmocka_unit_test(test_group_killed),
+                cmocka_unit_test(test_listen_fd),
+                cmocka_unit_test(test_notify),
+                cmocka_unit_test(test_free_from_line),
+                cmocka_unit_test(test_store_record),
+                cmocka_unit_test(test_reap_orphans),
+                cmocka_unit_test(test_reap_orphans_zombie_leader),
+                cmocka_unit_test(test_stop),
         };
 
         /* Orphaned grandchildren come to us, so the tests can reap them and check how they ended. */
