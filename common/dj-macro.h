@@ -65,6 +65,12 @@ static inline bool streq_ptr(const char *a, const char *b) {
         return a && b ? strcmp(a, b) == 0 : a == b;
 }
 
+static inline bool endswith(const char *s, const char *suffix) {
+        size_t n = strlen(s), m = strlen(suffix);
+
+        return n >= m && streq(s + n - m, suffix);
+}
+
 /* free(p), returning NULL for "p = mfree(p)". */
 static inline void *mfree(void *p) {
         free(p);

@@ -26,15 +26,17 @@
 #include "status.h"
 #include "store.h"
 #include "strv.h"
+#include "watch.h"
 #include "workspace.h"
 #include "xdg.h"
 
-#define DATA_LAB_LIVE_ENVVAR "DJDESK_FLAG_DATA_LAB_LIVE"
-#define EXPORT_SERVER_LINES  1000 /* log-study: the newest server log lines */
-#define EXPORT_RUNS_MAX      200  /* task-history: the newest runs */
-#define EXPORT_RUN_LOG_RUNS  10   /* log-study: the newest runs whose output is included... */
-#define EXPORT_RUN_LOG_LINES 200  /* ...with at most this many lines each */
-#define PREVIEW_STDERR_MAX   4096 /* bytes of the helper's stderr kept for the error */
+#define DATA_LAB_LIVE_ENVVAR    "DJDESK_FLAG_DATA_LAB_LIVE"
+#define EXPORT_SERVER_LINES     1000 /* log-study: the newest server log lines */
+#define EXPORT_RUNS_MAX         200  /* task-history: the newest runs */
+#define EXPORT_RUN_LOG_RUNS     10   /* log-study: the newest runs whose output is included... */
+#define EXPORT_RUN_LOG_LINES    200  /* ...with at most this many lines each */
+#define PREVIEW_STDERR_MAX      4096 /* bytes of the helper's stderr kept for the error */
+#define NOTEBOOKS_DEBOUNCE_USEC (250 * USEC_PER_MSEC) /* a burst of changes under the root, then a look */
 
 typedef struct Preview Preview;
 
@@ -46,6 +48,7 @@ struct Exports {
         LoopSource *ready_timer;
         json_t *ready; /* finished export runs to announce: [{workspace, template, run}] */
         Preview *previews;
+        Watch *watch; /* the Data Lab root: notebooks saved or removed by others */
 };
 
 struct Preview {
@@ -331,6 +334,11 @@ static json_t *cached_entry(Workspace *w, const char *slug, uint64_t size, const
 }
 
 /* Lists root/slug/ *.ipynb (sorted by name) into a new array, hashing only files that changed. */
+/* What a listing includes, by name (the name itself is checked when it is opened). */
+static bool notebook_file(const char *name) {
+        return name[0] != '.' && strlen(name) > strlen(".ipynb") && endswith(name, ".ipynb");
+}
+
 static int notebooks_scan(Daemon *d, Workspace *w, json_t **ret, DjError *reterr) {
         _cleanup_free_ char *dir_path = exports_dir(d, w);
         _cleanup_strv_free_ char **names = NULL;
@@ -353,8 +361,7 @@ static int notebooks_scan(Daemon *d, Workspace *w, json_t **ret, DjError *reterr
         if (r < 0)
                 return dj_error_set(reterr, DJ_E_INTERNAL, "cannot read %s: %s", dir_path, strerror(-r));
         while ((de = readdir(dir))) {
-                size_t n = strlen(de->d_name);
-                if (de->d_name[0] == '.' || n <= 6 || !streq(de->d_name + n - 6, ".ipynb"))
+                if (!notebook_file(de->d_name))
                         continue;
                 if (strv_extend(&names, de->d_name) < 0) {
                         closedir(dir);
@@ -522,8 +529,9 @@ static void preview_exited_cb(Child *c, const ChildExit *e, void *userdata) {
 
         p->child = child_free(c);
         if (p->timed_out)
-                (void) op_call_failf(p->call, DJ_E_INTERNAL, "cannot preview %s: timed out after %" PRIu64 " s",
-                                     p->notebook, p->exports->daemon->config->task_timeout_sec);
+                (void) op_call_failf(p->call, DJ_E_INTERNAL,
+                                     "cannot preview %s: timed out after %" PRIu64 " s", p->notebook,
+                                     p->exports->daemon->config->task_timeout_sec);
         else if (child_exit_success(e))
                 op_call_reply(p->call, json_pack("{s:s,s:s}", "file", p->file, "notebook", p->notebook));
         else {
@@ -664,6 +672,34 @@ static void exports_event_cb(EventSubscriber *sub, const Event *e, void *userdat
 
 /* ---- life ---- */
 
+/* A notebook saved into the root by Jupyter or removed by hand: every workspace's list is looked at again
+ * (each a readdir and a stat per file; a file is hashed again only when its size or mtime moved), and
+ * those that changed are announced by workspace.changed. */
+static void notebooks_watch_cb(Watch *watch, const char *path, void *userdata) {
+        Exports *x = userdata;
+
+        log_debug("Data Lab: '%s' changed", path);
+        for (Workspace *w = x->daemon->workspaces; w; w = w->next) {
+                DjError err = DJ_ERROR_INIT;
+                if (notebooks_refresh(x->daemon, w, &err) < 0)
+                        log_debug("Cannot list the notebooks of '%s': %s", w->slug, err.message ?: "error");
+                dj_error_done(&err);
+        }
+}
+
+static void notebooks_watch(Exports *x) {
+        const char *root = x->daemon->config->data_lab_root;
+        int r;
+
+        r = mkdir_parents(root, 0700);
+        if (r >= 0 || r == -EEXIST)
+                r = watch_new_files(x->daemon->loop, root, notebook_file, NOTEBOOKS_DEBOUNCE_USEC,
+                                    notebooks_watch_cb, x, &x->watch);
+        if (r < 0)
+                log_warning("Cannot watch %s: %s; notebooks saved there by others show when listed.", root,
+                            strerror(-r));
+}
+
 int exports_init(Daemon *d, DjError *reterr) {
         _cleanup_strv_free_ char **warnings = NULL;
         Exports *x;
@@ -699,6 +735,8 @@ int exports_init(Daemon *d, DjError *reterr) {
                                     err.message ?: "error");
                 dj_error_done(&err);
         }
+        if (d->loop)
+                notebooks_watch(x);
         return 0;
 }
 
@@ -714,6 +752,7 @@ void exports_free(Daemon *d) {
                 preview_free(p);
         }
         x->sub = events_subscriber_free(x->sub);
+        x->watch = watch_free(x->watch);
         x->ready_timer = loop_source_free(x->ready_timer);
         json_decref(x->ready);
         json_decref(x->templates_json);

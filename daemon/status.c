@@ -108,12 +108,6 @@ static bool startswith(const char *s, const char *prefix) {
         return s && strneq(s, prefix, strlen(prefix));
 }
 
-static bool endswith(const char *s, const char *suffix) {
-        size_t n = strlen(s), m = strlen(suffix);
-
-        return n >= m && streq(s + n - m, suffix);
-}
-
 static json_t *json_string_or_null(const char *s) {
         return s ? json_string(s) : json_null();
 }

@@ -40,6 +40,7 @@ struct Watch {
         LoopSource *io, *timer;
         uint64_t debounce_usec;
         WatchFn cb;
+        WatchFileFn counts; /* which files count, by name */
         WatchMatchFn match; /* NULL: every change counts */
         void *userdata;
 
@@ -66,12 +67,6 @@ static const char *const watch_skip_dirs[] = {
 static const char *const watch_suffixes[] = {
         ".py", ".mo", ".html", ".txt", ".json", ".toml", ".cfg", ".ini", ".env",
 };
-
-static bool endswith(const char *s, const char *suffix) {
-        size_t n = strlen(s), m = strlen(suffix);
-
-        return n >= m && streq(s + n - m, suffix);
-}
 
 /* Directories that never hold code, by name. */
 static bool watch_skip_dir_name(const char *name) {
@@ -323,7 +318,7 @@ static void watch_check_all(Watch *w, char **first) {
                 if (!d)
                         continue;
                 for (struct dirent *de; (de = readdir(d));)
-                        if (de->d_type != DT_DIR && watch_file_counts(de->d_name))
+                        if (de->d_type != DT_DIR && w->counts(de->d_name))
                                 watch_check_one(w, watch_path(w->dirs[wd], de->d_name), first);
         }
 }
@@ -460,7 +455,7 @@ static int watch_add_tree(Watch *w, const char *rel, WatchScan scan) {
                         is_dir = de->d_type == DT_DIR;
 
                 if (!is_dir) {
-                        if (!watch_file_counts(de->d_name))
+                        if (!w->counts(de->d_name))
                                 continue;
                         if (scan == WATCH_SCAN_NOTE)
                                 watch_note(w, rel, de->d_name);
@@ -550,7 +545,7 @@ static void watch_event(Watch *w, const struct inotify_event *ev) {
         }
         if (!(ev->mask & (IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)))
                 return;
-        if (watch_file_counts(ev->name))
+        if (w->counts(ev->name))
                 watch_note(w, rel, ev->name);
 }
 
@@ -598,6 +593,11 @@ void watch_set_match(Watch *w, WatchMatchFn match) {
 }
 
 int watch_new(Loop *l, const char *root, uint64_t debounce_usec, WatchFn cb, void *userdata, Watch **ret) {
+        return watch_new_files(l, root, NULL, debounce_usec, cb, userdata, ret);
+}
+
+int watch_new_files(Loop *l, const char *root, WatchFileFn counts, uint64_t debounce_usec, WatchFn cb,
+                    void *userdata, Watch **ret) {
         _cleanup_(watch_freep) Watch *w = NULL;
         int r;
 
@@ -609,6 +609,7 @@ int watch_new(Loop *l, const char *root, uint64_t debounce_usec, WatchFn cb, voi
         w->loop = l;
         w->fd = -1;
         w->debounce_usec = debounce_usec;
+        w->counts = counts ?: watch_file_counts;
         w->cb = cb;
         w->userdata = userdata;
         w->root = strdup(root);

@@ -349,7 +349,7 @@ def test_a_symlinked_workspace_directory_is_refused(tree, daemon):
     add_sample(tree, rpc, "polls")
     elsewhere = os.path.join(tree.root, "elsewhere")
     os.mkdir(elsewhere)
-    os.makedirs(data_lab_root(tree))
+    os.makedirs(data_lab_root(tree), exist_ok=True)   # the daemon made it, to watch it
     os.symlink(elsewhere, os.path.join(data_lab_root(tree), "polls"))
     done, _ = export(tree, rpc, "polls", "task-history", ok=False)
     assert "symbolic link" in " ".join(all_lines(rpc, done["id"])), all_lines(rpc, done["id"])
@@ -492,6 +492,39 @@ def test_preview_renders_tables_and_only_png_or_jpeg_images(tree, daemon):
     assert e["code"] == -32602 and "broken.ipynb" in e["message"], e
     assert not os.path.exists(os.path.join(d, "broken.html"))
     assert refused(rpc, "export.preview", {"workspace": "polls", "name": "absent"})["code"] == -32001
+
+
+def test_notebooks_saved_or_removed_by_others_are_announced(tree, daemon, validator):
+    # Nobody lists anything here: the daemon watches the Data Lab root, so a notebook saved by Jupyter (a
+    # hidden temporary renamed into place) or removed by hand reaches the status document and
+    # workspace.changed by itself.
+    rpc = connect(tree.socket_path)
+    add_sample(tree, rpc, "polls", seed_scans=False)
+    root = data_lab_root(tree)
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    watch = RunWatch(tree, topics=("workspace.changed",))
+
+    def changed_after(seq, what):
+        return watch.wait(lambda e: e["data"]["workspace"] == "polls" and "data_lab" in e["data"]["parts"]
+                          and e["data"]["seq"] > seq, 10, what)
+
+    try:
+        seq = status_doc(rpc, validator, "polls")["seq"]
+        d = os.path.join(root, "polls")
+        os.makedirs(d, mode=0o700)
+        tmp = os.path.join(d, ".~mine.ipynb")
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Mine\n\nBy hand.")]), tmp)
+        os.rename(tmp, os.path.join(d, "mine.ipynb"))
+        seq = changed_after(seq, "the saved notebook announced")["data"]["seq"]
+        nbs = status_doc(rpc, validator, "polls")["data_lab"]["notebooks"]
+        assert [(n["slug"], n["title"], n["template"]) for n in nbs] == [("mine", "Mine", None)], nbs
+        assert nbs[0]["sha256"] == hashlib.sha256(read_bytes(os.path.join(d, "mine.ipynb"))).hexdigest()
+
+        os.unlink(os.path.join(d, "mine.ipynb"))
+        changed_after(seq, "the removed notebook announced")
+        assert status_doc(rpc, validator, "polls")["data_lab"]["notebooks"] == []
+    finally:
+        watch.close()
 
 
 def test_a_stuck_preview_writer_is_stopped_after_the_timeout(tree):

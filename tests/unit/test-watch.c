@@ -347,6 +347,48 @@ static void test_match(void **state) {
         test_rm_rf(root);
 }
 
+static bool is_notebook(const char *name) {
+        return name[0] != '.' && endswith(name, ".ipynb");
+}
+
+/* Other files than code: the files that count are the ones the caller names, in every directory that is
+ * not skipped, including ones made after the watch started; code does not count then. */
+static void test_files(void **state) {
+        _cleanup_free_ char *root = fresh_root("lab"), *ws = NULL, *tmp = NULL, *nb = NULL;
+        _cleanup_(watch_freep) Watch *w = NULL;
+        Fired f = {};
+
+        put_in(root, "app/old.ipynb", "{}");
+        put_in(root, "app/views.py", "x = 1\n");
+        assert_int_equal(watch_new_files(loop, root, is_notebook, DEBOUNCE, fired_cb, &f, &w), 0);
+        assert_int_equal(watch_n_files(w), 1);
+
+        put_in(root, "app/views.py", "x = 2\n"); /* code: not counted here */
+        put_in(root, "app/.~hidden.ipynb", "{}");
+        put_in(root, "app/page.html", "<p>");
+        run_for(4 * DEBOUNCE);
+        assert_int_equal(f.n, 0);
+
+        /* A new directory, and a notebook saved into it the way Jupyter saves: a temporary, renamed. */
+        ws = path_join(root, "ws");
+        assert_non_null(ws);
+        assert_int_equal(mkdir(ws, 0700), 0);
+        run_until_dirs(w, 3);
+        put_in(root, "ws/.~new.ipynb", "{\"cells\": []}");
+        tmp = path_join(root, "ws/.~new.ipynb");
+        nb = path_join(root, "ws/new.ipynb");
+        assert_int_equal(rename(tmp, nb), 0);
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "ws/new.ipynb");
+        fired_done(&f);
+
+        assert_int_equal(unlink(nb), 0);
+        run_until_fired(&f, 1);
+        assert_string_equal(f.paths[0], "ws/new.ipynb");
+        fired_done(&f);
+        test_rm_rf(root);
+}
+
 /* Puts n events in the inotify queue of a watch of root, on files that hold no code: writes to two files in
  * turn (the kernel merges an event only with an identical one right before it). */
 static void flood(const char *root, unsigned n) {
@@ -445,6 +487,7 @@ int main(void) {
                 cmocka_unit_test(test_watch),          cmocka_unit_test(test_free_from_callback),
                 cmocka_unit_test(test_missing_root),   cmocka_unit_test(test_events_without_a_change),
                 cmocka_unit_test(test_queue_overflow), cmocka_unit_test(test_match),
+                cmocka_unit_test(test_files),
         };
 
         return cmocka_run_group_tests_name("watch", tests, setup, teardown);
