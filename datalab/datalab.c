@@ -667,10 +667,19 @@ int datalab_read_file(int dirfd, const char *name, uint64_t max, char **ret, siz
         return 0;
 }
 
+/* A hidden name beside name for the temporary: ".NAME.<16 hex digits>.tmp". */
+static void tmp_name(char *buf, size_t size, const char *name, int attempt) {
+        uint64_t rnd = 0;
+
+        if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t) sizeof rnd)
+                rnd = now_usec(CLOCK_MONOTONIC) ^ ((uint64_t) getpid() << 32) ^ (uint64_t) attempt;
+        (void) snprintf(buf, size, ".%s.%016llx.tmp", name, (unsigned long long) rnd);
+}
+
 int datalab_write_file(int dirfd, const char *name, const void *data, size_t len, bool *ret_unchanged,
                        DjError *reterr) {
         _cleanup_close_ int wfd = -EBADF, fd = -EBADF;
-        char tmp[DATALAB_NAME_MAX + 32];
+        char tmp[DATALAB_NAME_MAX + 32] = "";
         struct stat st;
         int r;
 
@@ -701,11 +710,15 @@ int datalab_write_file(int dirfd, const char *name, const void *data, size_t len
         } else if (errno != ENOENT)
                 return dj_error_set(reterr, DJ_E_INTERNAL, "cannot stat %s: %s", name, strerror(errno));
 
-        for (int attempt = 0;; attempt++) {
-                uint64_t rnd = 0;
-                if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t) sizeof rnd)
-                        rnd = now_usec(CLOCK_MONOTONIC) ^ ((uint64_t) getpid() << 32) ^ (uint64_t) attempt;
-                (void) snprintf(tmp, sizeof tmp, ".%s.%016llx.tmp", name, (unsigned long long) rnd);
+        /* Unnamed (O_TMPFILE) where the file system has it and /proc can name it for linkat(): a writer
+         * killed while writing then leaves nothing behind. Otherwise a hidden file with a random name. */
+        bool anon = false;
+        if (access("/proc/self/fd", X_OK) == 0) {
+                fd = openat(wfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+                anon = fd >= 0;
+        }
+        for (int attempt = 0; !anon; attempt++) {
+                tmp_name(tmp, sizeof tmp, name, attempt);
                 fd = openat(wfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
                 if (fd >= 0)
                         break;
@@ -719,10 +732,28 @@ int datalab_write_file(int dirfd, const char *name, const void *data, size_t len
                 r = -errno;
         if (r >= 0 && fsync(fd) < 0)
                 r = -errno;
+        if (r >= 0 && anon) {
+                char proc[64];
+
+                (void) snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+                for (int attempt = 0;; attempt++) {
+                        tmp_name(tmp, sizeof tmp, name, attempt);
+                        if (linkat(AT_FDCWD, proc, wfd, tmp, AT_SYMLINK_FOLLOW) >= 0)
+                                break;
+                        if (errno != EEXIST || attempt >= 16) {
+                                r = -errno;
+                                break;
+                        }
+                }
+                if (r < 0)
+                        return dj_error_set(reterr, DJ_E_INTERNAL, "cannot write %s: %s", name,
+                                            strerror(-r));
+        }
         if (r >= 0 && renameat(wfd, tmp, wfd, name) < 0)
                 r = -errno;
         if (r < 0) {
-                (void) unlinkat(wfd, tmp, 0);
+                if (tmp[0]) /* named, or linked */
+                        (void) unlinkat(wfd, tmp, 0);
                 return dj_error_set(reterr, DJ_E_INTERNAL, "cannot write %s: %s", name, strerror(-r));
         }
         (void) fsync(wfd);

@@ -108,8 +108,10 @@ int datalab_open_dir(const char *root, const char *slug, bool create, DjError *r
 
 /* Writes dirfd/name atomically: a temporary file beside it (0644), fsync, rename over name, fsync of the
  * directory. A symlink or a non-regular file at name is refused; on any failure the previous file is left
- * as it was and the temporary removed. When the file already holds exactly these bytes nothing is written
- * and *ret_unchanged is set. */
+ * as it was and the temporary removed. The temporary has no name (O_TMPFILE) until it is complete, so a
+ * writer killed while writing leaves nothing behind either (where the file system cannot, a hidden
+ * ".NAME.<random>.tmp"). When the file already holds exactly these bytes nothing is written and
+ * *ret_unchanged is set. */
 int datalab_write_file(int dirfd, const char *name, const void *data, size_t len, bool *ret_unchanged,
                        DjError *reterr);
 

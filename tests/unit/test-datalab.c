@@ -7,12 +7,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "datalab.h"
@@ -260,6 +264,47 @@ static void test_render(void **state) {
         json_decref(in);
 }
 
+/* A writer killed while it writes leaves the previous file, and nothing else: SIGXFSZ (its default action
+ * ends the process) stops the child in the middle of its write, deterministically. */
+static void test_write_killed(void **state) {
+        _cleanup_(tmpdir_removep) char *root = tmpdir_new();
+        _cleanup_free_ char *sub = path_join(root, "dl"), *ws = NULL, *text = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        DjError err = DJ_ERROR_INIT;
+        const size_t big = 4u << 20;
+        int status;
+        size_t len;
+        pid_t pid;
+
+        fd = datalab_open_dir(sub, "ws", true, &err);
+        assert_true(fd >= 0);
+        assert_int_equal(datalab_write_file(fd, "a.ipynb", "old\n", 4, NULL, &err), 0);
+
+        _cleanup_free_ char *data = calloc(1, big);
+        assert_non_null(data);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct rlimit fsize = { 1u << 20, 1u << 20 }, core = { 0, 0 };
+                (void) setrlimit(RLIMIT_CORE, &core);
+                (void) setrlimit(RLIMIT_FSIZE, &fsize);
+                (void) datalab_write_file(fd, "a.ipynb", data, big, NULL, NULL);
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), SIGXFSZ);
+
+        assert_int_equal(datalab_read_file(fd, "a.ipynb", 100, &text, &len), 0);
+        assert_string_equal(text, "old\n");
+        ws = path_join(sub, "ws");
+        _cleanup_(closedirp) DIR *d = opendir(ws);
+        assert_non_null(d);
+        for (struct dirent *de; (de = readdir(d));)
+                if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+                        assert_string_equal(de->d_name, "a.ipynb");
+}
+
 static void test_write_file(void **state) {
         _cleanup_(tmpdir_removep) char *root = tmpdir_new();
         _cleanup_free_ char *sub = path_join(root, "dl"), *text = NULL, *other = NULL;
@@ -366,6 +411,7 @@ int main(void) {
                 cmocka_unit_test(test_render),
                 cmocka_unit_test(test_input_refused),
                 cmocka_unit_test(test_write_file),
+                cmocka_unit_test(test_write_killed),
                 cmocka_unit_test(test_notebook_info),
         };
         return cmocka_run_group_tests_name("datalab", tests, NULL, NULL);
