@@ -693,8 +693,8 @@ static void notebooks_watch(Exports *x) {
 
         r = mkdir_parents(root, 0700);
         if (r >= 0 || r == -EEXIST)
-                r = watch_new_files(x->daemon->loop, root, notebook_file, NOTEBOOKS_DEBOUNCE_USEC,
-                                    notebooks_watch_cb, x, &x->watch);
+                r = watch_new_files(x->daemon->loop, root, notebook_file, 1 /* root/SLUG/ */,
+                                    NOTEBOOKS_DEBOUNCE_USEC, notebooks_watch_cb, x, &x->watch);
         if (r < 0)
                 log_warning("Cannot watch %s: %s; notebooks saved there by others show when listed.", root,
                             strerror(-r));

@@ -41,6 +41,7 @@ struct Watch {
         uint64_t debounce_usec;
         WatchFn cb;
         WatchFileFn counts; /* which files count, by name */
+        unsigned max_depth; /* directories below the root that are watched; 0: all */
         WatchMatchFn match; /* NULL: every change counts */
         void *userdata;
 
@@ -395,6 +396,17 @@ typedef enum WatchScan {
 } WatchScan;
 
 /* Watches the directory rel and, recursively, its subdirectories. */
+/* "" is the root (0), "a" is 1, "a/b" is 2. */
+static unsigned path_depth(const char *rel) {
+        unsigned n = 0;
+
+        if (isempty(rel))
+                return 0;
+        for (const char *p = rel; *p; p++)
+                n += *p == '/';
+        return n + 1;
+}
+
 static int watch_add_tree(Watch *w, const char *rel, WatchScan scan) {
         _cleanup_free_ char *abs = NULL;
         _cleanup_(closedirp) DIR *d = NULL;
@@ -407,6 +419,8 @@ static int watch_add_tree(Watch *w, const char *rel, WatchScan scan) {
                 w->capped = true;
                 return 0;
         }
+        if (w->max_depth > 0 && path_depth(rel) > w->max_depth)
+                return 0;
         abs = isempty(rel) ? strdup(w->root) : watch_path(w->root, rel);
         if (!abs)
                 return -ENOMEM;
@@ -593,11 +607,11 @@ void watch_set_match(Watch *w, WatchMatchFn match) {
 }
 
 int watch_new(Loop *l, const char *root, uint64_t debounce_usec, WatchFn cb, void *userdata, Watch **ret) {
-        return watch_new_files(l, root, NULL, debounce_usec, cb, userdata, ret);
+        return watch_new_files(l, root, NULL, 0, debounce_usec, cb, userdata, ret);
 }
 
-int watch_new_files(Loop *l, const char *root, WatchFileFn counts, uint64_t debounce_usec, WatchFn cb,
-                    void *userdata, Watch **ret) {
+int watch_new_files(Loop *l, const char *root, WatchFileFn counts, unsigned max_depth,
+                    uint64_t debounce_usec, WatchFn cb, void *userdata, Watch **ret) {
         _cleanup_(watch_freep) Watch *w = NULL;
         int r;
 
@@ -610,6 +624,7 @@ int watch_new_files(Loop *l, const char *root, WatchFileFn counts, uint64_t debo
         w->fd = -1;
         w->debounce_usec = debounce_usec;
         w->counts = counts ?: watch_file_counts;
+        w->max_depth = max_depth;
         w->cb = cb;
         w->userdata = userdata;
         w->root = strdup(root);

@@ -25,10 +25,11 @@ typedef void (*WatchFn)(Watch *w, const char *path, void *userdata);
 
 int watch_new(Loop *l, const char *root, uint64_t debounce_usec, WatchFn cb, void *userdata, Watch **ret);
 /* The same, for other files than code: a file counts when counts(its name) says so (NULL: the code files
- * above). Directories are skipped as above. */
+ * above). Directories are skipped as above, and so are those more than max_depth levels below the root
+ * (0: none; 1: the root's own subdirectories are watched, not theirs). */
 typedef bool (*WatchFileFn)(const char *name);
-int watch_new_files(Loop *l, const char *root, WatchFileFn counts, uint64_t debounce_usec, WatchFn cb,
-                    void *userdata, Watch **ret);
+int watch_new_files(Loop *l, const char *root, WatchFileFn counts, unsigned max_depth,
+                    uint64_t debounce_usec, WatchFn cb, void *userdata, Watch **ret);
 /* Only changes to paths (relative to the root) that match count: the callback gets the first changed
  * path that matches, and runs for no burst without one. After lost events, when a change cannot be told
  * apart, it still runs, with "". NULL: every file that counts (the default). */

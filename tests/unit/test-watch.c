@@ -352,16 +352,17 @@ static bool is_notebook(const char *name) {
 }
 
 /* Other files than code: the files that count are the ones the caller names, in every directory that is
- * not skipped, including ones made after the watch started; code does not count then. */
+ * not skipped (including ones made after the watch started) down to max_depth; code does not count then. */
 static void test_files(void **state) {
-        _cleanup_free_ char *root = fresh_root("lab"), *ws = NULL, *tmp = NULL, *nb = NULL;
+        _cleanup_free_ char *root = fresh_root("lab"), *ws = NULL, *tmp = NULL, *nb = NULL, *deep = NULL;
         _cleanup_(watch_freep) Watch *w = NULL;
         Fired f = {};
 
         put_in(root, "app/old.ipynb", "{}");
         put_in(root, "app/views.py", "x = 1\n");
-        assert_int_equal(watch_new_files(loop, root, is_notebook, DEBOUNCE, fired_cb, &f, &w), 0);
+        assert_int_equal(watch_new_files(loop, root, is_notebook, 1, DEBOUNCE, fired_cb, &f, &w), 0);
         assert_int_equal(watch_n_files(w), 1);
+        assert_int_equal(watch_n_dirs(w), 2); /* the root and app/ */
 
         put_in(root, "app/views.py", "x = 2\n"); /* code: not counted here */
         put_in(root, "app/.~hidden.ipynb", "{}");
@@ -386,6 +387,16 @@ static void test_files(void **state) {
         run_until_fired(&f, 1);
         assert_string_equal(f.paths[0], "ws/new.ipynb");
         fired_done(&f);
+
+        /* Deeper than max_depth: not watched, so not counted. */
+        deep = path_join(root, "ws/deep");
+        assert_non_null(deep);
+        assert_int_equal(mkdir(deep, 0700), 0);
+        run_for(4 * DEBOUNCE);
+        assert_int_equal(watch_n_dirs(w), 3);
+        put_in(root, "ws/deep/x.ipynb", "{}");
+        run_for(4 * DEBOUNCE);
+        assert_int_equal(f.n, 0);
         test_rm_rf(root);
 }
 
