@@ -333,12 +333,12 @@ static json_t *cached_entry(Workspace *w, const char *slug, uint64_t size, const
         return NULL;
 }
 
-/* Lists root/slug/ *.ipynb (sorted by name) into a new array, hashing only files that changed. */
 /* What a listing includes, by name (the name itself is checked when it is opened). */
 static bool notebook_file(const char *name) {
         return name[0] != '.' && strlen(name) > strlen(".ipynb") && endswith(name, ".ipynb");
 }
 
+/* Lists root/slug/ *.ipynb (sorted by name) into a new array, hashing only files that changed. */
 static int notebooks_scan(Daemon *d, Workspace *w, json_t **ret, DjError *reterr) {
         _cleanup_free_ char *dir_path = exports_dir(d, w);
         _cleanup_strv_free_ char **names = NULL;

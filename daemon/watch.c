@@ -395,7 +395,6 @@ typedef enum WatchScan {
         WATCH_SCAN_QUIET,  /* after lost events: only watch what is missing (every file is checked anyway) */
 } WatchScan;
 
-/* Watches the directory rel and, recursively, its subdirectories. */
 /* "" is the root (0), "a" is 1, "a/b" is 2. */
 static unsigned path_depth(const char *rel) {
         unsigned n = 0;
@@ -407,6 +406,7 @@ static unsigned path_depth(const char *rel) {
         return n + 1;
 }
 
+/* Watches the directory rel and, recursively, its subdirectories (down to max_depth). */
 static int watch_add_tree(Watch *w, const char *rel, WatchScan scan) {
         _cleanup_free_ char *abs = NULL;
         _cleanup_(closedirp) DIR *d = NULL;
