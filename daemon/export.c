@@ -689,12 +689,17 @@ static void notebooks_watch_cb(Watch *watch, const char *path, void *userdata) {
 
 static void notebooks_watch(Exports *x) {
         const char *root = x->daemon->config->data_lab_root;
+        _cleanup_free_ char *real = NULL;
         int r;
 
         r = mkdir_parents(root, 0700);
-        if (r >= 0 || r == -EEXIST)
-                r = watch_new_files(x->daemon->loop, root, notebook_file, 1 /* root/SLUG/ */,
-                                    NOTEBOOKS_DEBOUNCE_USEC, notebooks_watch_cb, x, &x->watch);
+        if (r >= 0 || r == -EEXIST) {
+                /* The root may be a symbolic link (only what is under it may not): watch where it leads. */
+                real = realpath(root, NULL);
+                r = real ? watch_new_files(x->daemon->loop, real, notebook_file, 1 /* root/SLUG/ */,
+                                           NOTEBOOKS_DEBOUNCE_USEC, notebooks_watch_cb, x, &x->watch)
+                         : -errno;
+        }
         if (r < 0)
                 log_warning("Cannot watch %s: %s; notebooks saved there by others show when listed.", root,
                             strerror(-r));

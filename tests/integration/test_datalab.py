@@ -494,13 +494,21 @@ def test_preview_renders_tables_and_only_png_or_jpeg_images(tree, daemon):
     assert refused(rpc, "export.preview", {"workspace": "polls", "name": "absent"})["code"] == -32001
 
 
-def test_notebooks_saved_or_removed_by_others_are_announced(tree, daemon, validator):
+@pytest.mark.parametrize("root_kind", ["default", "symlink"])
+def test_notebooks_saved_or_removed_by_others_are_announced(tree, validator, root_kind):
     # Nobody lists anything here: the daemon watches the Data Lab root, so a notebook saved by Jupyter (a
     # hidden temporary renamed into place) or removed by hand reaches the status document and
-    # workspace.changed by itself.
+    # workspace.changed by itself. The root itself may be a symbolic link (DJDESK_DATA_LAB_ROOT).
+    env = {}
+    if root_kind == "symlink":
+        target = os.path.join(tree.root, "lab-elsewhere")
+        os.mkdir(target, 0o700)
+        env["DJDESK_DATA_LAB_ROOT"] = os.path.join(tree.root, "lab-link")
+        os.symlink(target, env["DJDESK_DATA_LAB_ROOT"])
+    tree.start(env=env)
     rpc = connect(tree.socket_path)
     add_sample(tree, rpc, "polls", seed_scans=False)
-    root = data_lab_root(tree)
+    root = env.get("DJDESK_DATA_LAB_ROOT") or data_lab_root(tree)
     assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
     watch = RunWatch(tree, topics=("workspace.changed",))
 
