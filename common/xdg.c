@@ -7,6 +7,7 @@
 
 #include "dj-macro.h"
 #include "dj-util.h"
+#include "strv.h"
 #include "xdg.h"
 
 static int home_dir(const char **ret) {
@@ -59,6 +60,19 @@ int xdg_config_home(char **ret) {
 
 int xdg_data_home(char **ret) {
         return xdg_dir("XDG_DATA_HOME", ".local/share", ret);
+}
+
+char **djdesk_config_dirs(const char *first, const char *subdir) {
+        _cleanup_strv_free_ char **dirs = NULL;
+        _cleanup_free_ char *config = NULL;
+
+        if (!isempty(first) && strv_extend(&dirs, first) < 0)
+                return NULL;
+        if (xdg_config_home(&config) >= 0 && strv_extendf(&dirs, "%s/djdesk/%s", config, subdir) < 0)
+                return NULL;
+        if (!dirs)
+                dirs = calloc(1, sizeof(char *));
+        return TAKE_PTR(dirs);
 }
 
 int djdesk_socket_path(char **ret) {

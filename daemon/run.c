@@ -753,16 +753,7 @@ static void dispatch_cb(LoopSource *s, void *userdata) {
 /* ---- presets ---- */
 
 char **runs_preset_dirs(Daemon *d) {
-        _cleanup_strv_free_ char **dirs = NULL;
-        _cleanup_free_ char *config = NULL;
-
-        if (!isempty(d->config->presets_dir) && strv_extend(&dirs, d->config->presets_dir) < 0)
-                return NULL;
-        if (xdg_config_home(&config) >= 0 && strv_extendf(&dirs, "%s/djdesk/presets.d", config) < 0)
-                return NULL;
-        if (!dirs)
-                dirs = calloc(1, sizeof(char *));
-        return TAKE_PTR(dirs);
+        return djdesk_config_dirs(d->config->presets_dir, "presets.d");
 }
 
 int runs_reload_presets(Daemon *d, char ***ret_warnings, DjError *reterr) {
