@@ -34,6 +34,8 @@ int bus_manager_register(Bus *b);
  * named after the operation's error kind. Returns 1 (the reply comes later) or a negative errno. */
 int bus_call_op(sd_bus_message *m, Bus *b, const char *method, json_t *params /* stolen */,
                 int (*format)(sd_bus_message *reply, json_t *result), sd_bus_error *error);
+/* A format for bus_call_op(): the result as one string of compact JSON (keys sorted). */
+int bus_format_json_string(sd_bus_message *reply, json_t *result);
 
 /* bus-workspace.c: one object per workspace below BUS_PATH_WORKSPACE_PREFIX, and the event subscriber that
  * turns workspace.* and server.state into InterfacesAdded/InterfacesRemoved and PropertiesChanged. */

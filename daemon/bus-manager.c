@@ -92,7 +92,7 @@ int bus_call_op(sd_bus_message *m, Bus *b, const char *method, json_t *params,
         return 1;
 }
 
-static int format_json_string(sd_bus_message *reply, json_t *result) {
+int bus_format_json_string(sd_bus_message *reply, json_t *result) {
         _cleanup_free_ char *s = json_dumps(result, JSON_COMPACT | JSON_SORT_KEYS);
 
         if (!s)
@@ -101,7 +101,7 @@ static int format_json_string(sd_bus_message *reply, json_t *result) {
 }
 
 static int method_get_info(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return bus_call_op(m, userdata, "daemon.info", NULL, format_json_string, error);
+        return bus_call_op(m, userdata, "daemon.info", NULL, bus_format_json_string, error);
 }
 
 static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -281,7 +281,7 @@ static int method_list_workspaces(sd_bus_message *m, void *userdata, sd_bus_erro
 }
 
 static int method_list_presets(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return bus_call_op(m, userdata, "preset.list", NULL, format_json_string, error);
+        return bus_call_op(m, userdata, "preset.list", NULL, bus_format_json_string, error);
 }
 
 /* a{ss} -> the params object of run.start. A repeated key is InvalidArgs (the operation checks the rest). */
@@ -311,10 +311,6 @@ static int read_run_params(sd_bus_message *m, json_t **ret, sd_bus_error *error)
         return 0;
 }
 
-static int format_run(sd_bus_message *reply, json_t *result) {
-        return bus_append_run_ref(reply, result);
-}
-
 static int method_start_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         json_auto_t *params = NULL;
         json_t *run_params = NULL;
@@ -339,7 +335,7 @@ static int method_start_run(sd_bus_message *m, void *userdata, sd_bus_error *err
         /* D-Bus has no null: an empty note is no note. */
         if (!isempty(note) && json_object_set_new(params, "note", json_string(note)) < 0)
                 return -ENOMEM;
-        return bus_call_op(m, userdata, "run.start", TAKE_PTR(params), format_run, error);
+        return bus_call_op(m, userdata, "run.start", TAKE_PTR(params), bus_append_run_ref, error);
 }
 
 static int method_cancel_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {

@@ -157,14 +157,6 @@ static int method_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error)
                            NULL, error);
 }
 
-static int format_json_string(sd_bus_message *reply, json_t *result) {
-        _cleanup_free_ char *s = json_dumps(result, JSON_COMPACT | JSON_SORT_KEYS);
-
-        if (!s)
-                return -ENOMEM;
-        return sd_bus_message_append(reply, "s", s);
-}
-
 static int method_get_log(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         const Run *run = run_of_path(userdata, sd_bus_message_get_path(m));
         json_t *params;
@@ -185,7 +177,7 @@ static int method_get_log(sd_bus_message *m, void *userdata, sd_bus_error *error
                 params = (json_decref(params), NULL);
         if (!params)
                 return -ENOMEM;
-        return bus_call_op(m, userdata, "run.logs", params, format_json_string, error);
+        return bus_call_op(m, userdata, "run.logs", params, bus_format_json_string, error);
 }
 
 #define EMITS_CHANGE SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE

@@ -223,17 +223,8 @@ static int method_export(sd_bus_message *m, void *userdata, sd_bus_error *error)
                            error);
 }
 
-/* export.list's result as JSON text. */
-static int format_json(sd_bus_message *reply, json_t *result) {
-        _cleanup_free_ char *text = json_dumps(result, JSON_COMPACT);
-
-        if (!text)
-                return -ENOMEM;
-        return sd_bus_message_append(reply, "s", text);
-}
-
 static int method_list_exports(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        return workspace_call(m, userdata, "export.list", format_json, error);
+        return workspace_call(m, userdata, "export.list", bus_format_json_string, error);
 }
 
 #define EMITS_CHANGE SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE
