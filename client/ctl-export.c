@@ -18,10 +18,10 @@
 #define TOPIC_FINISHED "run.finished"
 #define TOPIC_READY    "export.ready"
 
-/* How long export.ready may take after run.finished (the daemon publishes it a moment later), and how long
- * a preview may take to be written (the daemon sets no deadline of its own). */
-#define READY_TIMEOUT_USEC   (10 * USEC_PER_SEC)
-#define PREVIEW_TIMEOUT_USEC (120 * USEC_PER_SEC)
+/* How long export.ready may take after run.finished (the daemon publishes it a moment later). A preview has
+ * no deadline here: the daemon answers within the tasks' timeout_sec (and its grace), and Ctrl-C stops the
+ * wait. */
+#define READY_TIMEOUT_USEC (10 * USEC_PER_SEC)
 
 /* ---- help ---- */
 
@@ -29,8 +29,8 @@ void help_templates(void) {
         printf("Usage: djdeskctl templates [--json]\n"
                "\n"
                "List the Data Lab templates: the notebooks 'djdeskctl export' can write.\n"
-               "One row each: slug, title, the data it reads (schema, migrations, checks,\n"
-               "logs, runs...) and its description (wrapped to the terminal).\n"
+               "One row each: slug, title, the data it reads (schema, migrations, logs,\n"
+               "runs) and its description (wrapped to the terminal).\n"
                "\n"
                "Options:\n"
                "  -h, --help         Show this help\n"
@@ -559,7 +559,7 @@ int verb_preview(int argc, char *argv[]) {
         r = ctl_connect(true, &c);
         if (r != CTL_EXIT_OK)
                 return r;
-        r = ctl_call(c, "export.preview", TAKE_PTR(params), PREVIEW_TIMEOUT_USEC, &result, &error);
+        r = ctl_call(c, "export.preview", TAKE_PTR(params), CTL_USEC_INFINITY, &result, &error);
         if (r == -EINTR) {
                 ctl_message("interrupted");
                 return CTL_EXIT_FAILURE;
