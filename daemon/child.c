@@ -448,7 +448,7 @@ typedef struct ChildExec {
         char *listen_pid; /* inside envp: "LISTEN_PID=" and room for the digits */
         const char *cwd;
         int cwd_fd;
-        int null_fd, out_fd, err_fd, listen_fd;
+        int in_fd, out_fd, err_fd, listen_fd;
         int pdeath_signal;
         pid_t parent;
         int exec_errno; /* written by the child when it fails before or at execve() */
@@ -482,7 +482,7 @@ __attribute__((no_sanitize("address", "undefined"))) static int child_exec(void 
         if (x->cwd_fd > 0 && fchdir(x->cwd_fd) < 0)
                 goto fail;
 
-        if (dup2(x->null_fd, STDIN_FILENO) < 0 || dup2(x->out_fd, STDOUT_FILENO) < 0 ||
+        if (dup2(x->in_fd, STDIN_FILENO) < 0 || dup2(x->out_fd, STDOUT_FILENO) < 0 ||
             dup2(x->err_fd, STDERR_FILENO) < 0)
                 goto fail;
         if (x->listen_fd == 3) {
@@ -559,7 +559,7 @@ static int child_clone(ChildExec *x, int *ret_pidfd) {
 }
 
 int child_spawn(Loop *l, const ChildSpec *spec, const ChildOps *ops, void *userdata, Child **ret) {
-        _cleanup_close_ int null_fd = -1, listen_fd = -1, notify_fd = -1, pidfd = -1;
+        _cleanup_close_ int in_fd = -1, listen_fd = -1, notify_fd = -1, pidfd = -1;
         int out[2] = { -1, -1 }, err[2] = { -1, -1 };
         _cleanup_strv_free_ char **envp = NULL;
         _cleanup_free_ char *path = NULL, *notify_env = NULL;
@@ -628,16 +628,16 @@ int child_spawn(Loop *l, const ChildSpec *spec, const ChildOps *ops, void *userd
                 c->store = spec->store;
         }
 
-        null_fd = spec->stdin_fd > 0 ? fcntl(spec->stdin_fd, F_DUPFD_CLOEXEC, 4)
-                                     : open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (null_fd < 0)
+        in_fd = spec->stdin_fd > 0 ? fcntl(spec->stdin_fd, F_DUPFD_CLOEXEC, 4)
+                                   : open("/dev/null", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (in_fd < 0)
                 return -errno;
         if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
                 r = -errno;
                 goto fail_fds;
         }
         /* The child's sources land on 0..3: keep every fd it needs above them. */
-        if ((r = fd_move_above(&null_fd, 4)) < 0 || (r = fd_move_above(&out[1], 4)) < 0 ||
+        if ((r = fd_move_above(&in_fd, 4)) < 0 || (r = fd_move_above(&out[1], 4)) < 0 ||
             (r = fd_move_above(&err[1], 4)) < 0 ||
             (listen_fd >= 0 && listen_fd != 3 && (r = fd_move_above(&listen_fd, 4)) < 0))
                 goto fail_fds;
@@ -649,7 +649,7 @@ int child_spawn(Loop *l, const ChildSpec *spec, const ChildOps *ops, void *userd
                 .listen_pid = listen_pid,
                 .cwd = spec->cwd,
                 .cwd_fd = spec->cwd_fd,
-                .null_fd = null_fd,
+                .in_fd = in_fd,
                 .out_fd = out[1],
                 .err_fd = err[1],
                 .listen_fd = listen_fd,
@@ -670,7 +670,7 @@ int child_spawn(Loop *l, const ChildSpec *spec, const ChildOps *ops, void *userd
         (void) setpgid(pid, pid); /* also here: killpg() works as soon as we return (fails after exec) */
         out[1] = safe_close(out[1]);
         err[1] = safe_close(err[1]);
-        null_fd = safe_close(null_fd);
+        in_fd = safe_close(in_fd);
         listen_fd = safe_close(listen_fd);
 
         /* We are back: the child has execve()d, or failed and exited. */

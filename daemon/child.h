@@ -14,9 +14,10 @@ typedef struct Child Child;
 typedef struct Loop Loop;
 typedef struct Store Store;
 
-/* Every child of the daemon (Django server, task, probe, interpreter check) is spawned here, the same way:
- * argv (never a shell), an explicit environment, its own process group, PR_SET_PDEATHSIG, a pidfd for its
- * exit, stdin from /dev/null (or a file the caller gives), stdout and stderr on pipes read line by line from the loop. */
+/* Every child of the daemon (Django server, task, probe, interpreter check, Data Lab writer) is spawned
+ * here, the same way: argv (never a shell), an explicit environment, its own process group,
+ * PR_SET_PDEATHSIG, a pidfd for its exit, stdin from /dev/null (or a file the caller gives), stdout and
+ * stderr on pipes read line by line from the loop. */
 
 typedef enum ChildStream {
         CHILD_STDOUT,

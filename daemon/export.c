@@ -15,6 +15,7 @@
 #include "child.h"
 #include "daemon.h"
 #include "datalab.h"
+#include "dj-list.h"
 #include "dj-log.h"
 #include "dj-util.h"
 #include "events.h"
@@ -60,7 +61,7 @@ struct Preview {
         char *file, *notebook;
         char err[PREVIEW_STDERR_MAX];
         size_t err_len;
-        Preview *next;
+        Preview *prev, *next;
 };
 
 static Exports *exports_of(Daemon *d) {
@@ -69,23 +70,10 @@ static Exports *exports_of(Daemon *d) {
 
 /* ---- templates ---- */
 
-static char **template_dirs(Daemon *d) {
-        _cleanup_strv_free_ char **dirs = NULL;
-        _cleanup_free_ char *config = NULL;
-
-        if (!isempty(d->config->datalab_templates) && strv_extend(&dirs, d->config->datalab_templates) < 0)
-                return NULL;
-        if (xdg_config_home(&config) >= 0 && strv_extendf(&dirs, "%s/djdesk/datalab", config) < 0)
-                return NULL;
-        if (!dirs)
-                dirs = calloc(1, sizeof(char *));
-        return TAKE_PTR(dirs);
-}
-
 int exports_reload_templates(Daemon *d, char ***ret_warnings, DjError *reterr) {
         Exports *x = exports_of(d);
         _cleanup_(datalab_templates_freep) DatalabTemplates *set = NULL;
-        _cleanup_strv_free_ char **dirs = template_dirs(d);
+        _cleanup_strv_free_ char **dirs = djdesk_config_dirs(d->config->datalab_templates, "datalab");
         json_t *list;
         int r;
 
@@ -379,7 +367,7 @@ static int notebooks_scan(Daemon *d, Workspace *w, json_t **ret, DjError *reterr
                 uint64_t mtime = (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC +
                                  (uint64_t) st.st_mtim.tv_nsec / NSEC_PER_USEC;
                 _cleanup_free_ char *modified = format_timestamp_iso(mtime);
-                _cleanup_free_ char *slug = strndup(*name, strlen(*name) - 6);
+                _cleanup_free_ char *slug = strndup(*name, strlen(*name) - strlen(".ipynb"));
                 if (!modified || !slug)
                         return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory");
                 json_t *e = cached_entry(w, slug, (uint64_t) st.st_size, modified);
@@ -494,11 +482,7 @@ int export_remove(Daemon *d, Workspace *w, const char *name, DjError *reterr) {
 static Preview *preview_free(Preview *p) {
         if (!p)
                 return NULL;
-        for (Preview **pp = &p->exports->previews; *pp; pp = &(*pp)->next)
-                if (*pp == p) {
-                        *pp = p->next;
-                        break;
-                }
+        LIST_REMOVE(p->exports->previews, p);
         child_free(p->child);
         loop_source_free(p->timeout_timer);
         op_call_unref(p->call);
@@ -577,12 +561,12 @@ int export_preview(Daemon *d, Workspace *w, const char *name, OpCall *c, DjError
         if (!p)
                 return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory");
         p->exports = x;
-        p->next = x->previews;
-        x->previews = p;
+        LIST_PREPEND(x->previews, p);
         p->call = op_call_ref(c);
-        if (asprintf(&p->file, "%s/%s.html", dir_path, name) < 0 ||
-            asprintf(&p->notebook, "%s/%s", dir_path, nb) < 0) {
-                p->file = p->notebook = NULL;
+        if (asprintf(&p->file, "%s/%s.html", dir_path, name) < 0)
+                p->file = NULL;
+        p->notebook = path_join(dir_path, nb);
+        if (!p->file || !p->notebook) {
                 preview_free(p);
                 return dj_error_set(reterr, DJ_E_INTERNAL, "out of memory");
         }
@@ -649,25 +633,21 @@ static void ready_timer_cb(LoopSource *s, void *userdata) {
                 announce(x, job);
 }
 
-/* The sink never publishes: a succeeded export run is announced from a timer, after run.finished went
- * out. A removed or added workspace's notebooks are listed again there too. */
+/* run.finished (the only topic subscribed). The sink never publishes: a succeeded export run is announced
+ * from a timer, after run.finished went out. */
 static void exports_event_cb(EventSubscriber *sub, const Event *e, void *userdata) {
         Exports *x = userdata;
         json_t *data = e->data;
 
-        if (!data || !x->ready)
+        if (!data || !x->ready || !streq_ptr(json_string_value(json_object_get(data, "kind")), "export") ||
+            !streq_ptr(json_string_value(json_object_get(data, "status")), "succeeded"))
                 return;
-        if (streq(e->topic, "run.finished")) {
-                if (!streq_ptr(json_string_value(json_object_get(data, "kind")), "export") ||
-                    !streq_ptr(json_string_value(json_object_get(data, "status")), "succeeded"))
-                        return;
-                (void) json_array_append_new(x->ready, json_pack("{s:O,s:O,s:O}", "workspace",
-                                                                 json_object_get(data, "workspace"),
-                                                                 "template", json_object_get(data, "preset"),
-                                                                 "run", json_object_get(data, "id")));
-                if (x->ready_timer)
-                        (void) loop_timer_arm(x->ready_timer, 0);
-        }
+        (void) json_array_append_new(x->ready, json_pack("{s:O,s:O,s:O}", "workspace",
+                                                         json_object_get(data, "workspace"), "template",
+                                                         json_object_get(data, "preset"), "run",
+                                                         json_object_get(data, "id")));
+        if (x->ready_timer)
+                (void) loop_timer_arm(x->ready_timer, 0);
 }
 
 /* ---- life ---- */
