@@ -2,8 +2,9 @@
 /* djdesk-export: the Data Lab's writer, run by djdeskd as the child of a run of kind "export" (and for
  * previews), so that rendering, fsync and rename never happen on the daemon's loop.
  *
- *   djdesk-export render --template FILE --root ROOT [--input FILE]  < input.json
- *       renders the template for the input document (workspace {name, slug, path}, template, blocks) and
+ *   djdesk-export render --template FILE --root ROOT [--input FILE]  < INPUT
+ *       renders the template for the input (what datalab_input_format() writes: one header line of JSON,
+ *       {workspace {name, slug, path}, template, blocks}, then the data as the notebook embeds it) and
  *       writes ROOT/<slug>/<template>.ipynb atomically.
  *   djdesk-export preview --root ROOT --workspace SLUG NAME
  *       writes ROOT/SLUG/NAME.html, the HTML preview of ROOT/SLUG/NAME.ipynb.
@@ -188,11 +189,11 @@ static int cmd_preview(const char *name) {
 }
 
 static void help(FILE *f) {
-        fprintf(f, "Usage: djdesk-export render --template FILE --root ROOT [--input INPUT.json] [< "
-                   "INPUT.json]\n"
+        fprintf(f, "Usage: djdesk-export render --template FILE --root ROOT [--input INPUT] [< INPUT]\n"
                    "       djdesk-export preview --root ROOT --workspace SLUG NAME\n"
                    "The Data Lab writer run by djdeskd (see djdesk-rpc(7), export.create and "
-                   "export.preview).\n");
+                   "export.preview). INPUT is what the daemon gives it: a header line of JSON, then\n"
+                   "the data as the notebook embeds it.\n");
 }
 
 int main(int argc, char *argv[]) {

@@ -12,8 +12,9 @@
 /* Renders any nbformat 4 notebook (nb as parsed JSON; sources and texts either strings or arrays of
  * strings, joined as they are) as an HTML5 page titled title (escaped; NULL gives "Notebook"):
  *   - markdown cells through md4c (GitHub tables, strikethrough, task lists; raw HTML off: it shows as
- *     text; no bare-URL autolinks). A link or image whose URL has a scheme other than http, https or
- *     mailto (javascript:, data:, vbscript:, file:...) points to "#" instead; relative URLs are kept;
+ *     text; no bare-URL autolinks). A link whose URL has a scheme other than http, https or mailto
+ *     (javascript:, data:, vbscript:, file:...) points to "#" instead; relative URLs are kept. A
+ *     Markdown image's src is always "#": the page loads nothing;
  *   - code cells' sources escaped inside <pre><code>, with "In [n]:" prompts from execution_count;
  *   - stream outputs (stderr styled apart), text/plain results and error tracebacks escaped inside
  *     <pre><samp>, with terminal escape sequences (ANSI colours) removed;
