@@ -79,29 +79,11 @@ DatalabTemplate *datalab_template_free(DatalabTemplate *t) {
         return NULL;
 }
 
-/* A source as one string: a string, or an array of strings joined. NULL when it is neither. */
+/* A source as one string (see nbjson_join_lines()); NULL when it is neither a string nor lines. */
 static char *source_join(json_t *source) {
-        if (json_is_string(source))
-                return strndup(json_string_value(source), json_string_length(source));
-        if (!json_is_array(source))
-                return NULL;
+        char *s = NULL;
 
-        size_t total = 0, i;
-        json_t *line;
-        json_array_foreach (source, i, line) {
-                if (!json_is_string(line))
-                        return NULL;
-                total += json_string_length(line);
-        }
-        char *s = malloc(total + 1), *p = s;
-        if (!s)
-                return NULL;
-        json_array_foreach (source, i, line) {
-                memcpy(p, json_string_value(line), json_string_length(line));
-                p += json_string_length(line);
-        }
-        *p = 0;
-        return s;
+        return nbjson_join_lines(source, &s, NULL) < 0 ? NULL : s;
 }
 
 static const char *const markdown_placeholders[] = { "name", "slug", "path", "title" };

@@ -350,13 +350,7 @@ int nbjson_dumps_hint(const json_t *v, NbJsonFlags flags, size_t hint, char **re
         data = b.data; /* freed on failure */
         if (r < 0)
                 return r;
-        if (!data) {
-                r = nbbuf_grow(&b, 0);
-                data = b.data;
-                if (r < 0)
-                        return r;
-        }
-        data[b.len] = '\0';
+        data[b.len] = '\0'; /* every value writes something, and nbbuf_grow() keeps room for the NUL */
         if (ret_len)
                 *ret_len = b.len;
         *ret = TAKE_PTR(data);
@@ -537,4 +531,37 @@ static int dump_lines(NbBuf *b, const char *s, size_t len, NbJsonFlags flags, si
         if (r >= 0 && indent)
                 r = nbbuf_newline(b, level);
         return r < 0 ? r : nbbuf_putc(b, ']');
+}
+
+int nbjson_join_lines(const json_t *v, char **ret, size_t *ret_len) {
+        size_t total = 0, i;
+        json_t *e;
+        char *s, *p;
+
+        if (json_is_string(v))
+                total = json_string_length(v);
+        else if (json_is_array(v))
+                json_array_foreach (v, i, e) {
+                        if (!json_is_string(e))
+                                return -EINVAL;
+                        total += json_string_length(e);
+                }
+        else
+                return -EINVAL;
+        s = p = malloc(total + 1);
+        if (!s)
+                return -ENOMEM;
+        if (json_is_string(v)) {
+                memcpy(p, json_string_value(v), total);
+                p += total;
+        } else
+                json_array_foreach (v, i, e) {
+                        memcpy(p, json_string_value(e), json_string_length(e));
+                        p += json_string_length(e);
+                }
+        *p = '\0';
+        if (ret_len)
+                *ret_len = total;
+        *ret = s;
+        return 0;
 }

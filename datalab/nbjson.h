@@ -53,3 +53,8 @@ size_t nbjson_format_real(double x, char buf[static NBJSON_REAL_MAX]);
  * when len is 0; a NUL is an ordinary character). Returns a new JSON array of the lines (an empty array for
  * empty text), NULL on OOM. */
 json_t *nbjson_splitlines(const char *s, size_t len);
+
+/* The other way: a notebook's "multiline string" (a string, or an array of strings concatenated as they
+ * are) as one NUL-terminated string in *ret (its length in *ret_len, which may be NULL; a NUL inside is an
+ * ordinary character). -EINVAL when v is neither (nothing allocated then), -ENOMEM. */
+int nbjson_join_lines(const json_t *v, char **ret, size_t *ret_len);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "dj-macro.h"
+#include "nbjson.h"
 #include "preview.h"
 
 #define PREVIEW_MD_FLAGS (MD_FLAG_TABLES | MD_FLAG_STRIKETHROUGH | MD_FLAG_TASKLISTS | MD_FLAG_NOHTML)
@@ -152,28 +153,16 @@ static void html_escape(HtmlBuf *b, const char *s, size_t n) {
         html_put(b, s + start, n - start);
 }
 
-/* A notebook "multiline string" (a string, or an array of strings that are concatenated as they are) into a
- * fresh buffer. -EINVAL when v is neither (nothing allocated then). */
+/* A notebook "multiline string" into a fresh buffer (nbjson_join_lines()). -EINVAL when v is neither a
+ * string nor lines (nothing allocated then). */
 static int nb_text(const json_t *v, HtmlBuf *ret) {
-        HtmlBuf t = {};
-        size_t i;
-        json_t *e;
+        char *s;
+        size_t n;
+        int r = nbjson_join_lines(v, &s, &n);
 
-        if (json_is_string(v)) {
-                html_put(&t, json_string_value(v), json_string_length(v));
-        } else if (json_is_array(v)) {
-                json_array_foreach (v, i, e)
-                        if (!json_is_string(e))
-                                return -EINVAL;
-                json_array_foreach (v, i, e)
-                        html_put(&t, json_string_value(e), json_string_length(e));
-        } else
-                return -EINVAL;
-        if (t.error < 0) {
-                html_buf_done(&t);
-                return t.error;
-        }
-        *ret = t;
+        if (r < 0)
+                return r;
+        *ret = (HtmlBuf){ .data = s, .len = n, .cap = n + 1 };
         return 0;
 }
 

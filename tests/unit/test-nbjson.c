@@ -183,6 +183,35 @@ static void test_splitlines(void **state) {
 }
 
 /* Length-aware: a NUL is an ordinary character, and only the given bytes are looked at. */
+/* nbjson_join_lines() undoes nbjson_splitlines(): a string or lines, NULs kept; anything else refused. */
+static void test_join_lines(void **state) {
+        static const char text[] = "one\r\ntwo\0\u2028three";
+        json_auto_t *lines = nbjson_splitlines(text, sizeof(text) - 1);
+        json_auto_t *one = json_stringn(text, sizeof(text) - 1);
+        json_auto_t *empty = json_array();
+        json_auto_t *mixed = json_pack("[s,i]", "a", 1);
+        json_auto_t *number = json_integer(3);
+        char *s = NULL;
+        size_t n = 0;
+
+        assert_int_equal(json_array_size(lines), 3);
+        assert_int_equal(nbjson_join_lines(lines, &s, &n), 0);
+        assert_int_equal(n, sizeof(text) - 1);
+        assert_memory_equal(s, text, sizeof(text));
+        s = mfree(s);
+        assert_int_equal(nbjson_join_lines(one, &s, &n), 0);
+        assert_int_equal(n, sizeof(text) - 1);
+        assert_memory_equal(s, text, sizeof(text));
+        s = mfree(s);
+        assert_int_equal(nbjson_join_lines(empty, &s, NULL), 0);
+        assert_string_equal(s, "");
+        s = mfree(s);
+        assert_int_equal(nbjson_join_lines(mixed, &s, &n), -EINVAL);
+        assert_int_equal(nbjson_join_lines(number, &s, &n), -EINVAL);
+        assert_int_equal(nbjson_join_lines(NULL, &s, &n), -EINVAL);
+        assert_null(s);
+}
+
 static void test_splitlines_nul(void **state) {
         static const char text[] = "a\0b\r\nc\0"; /* Python: ['a\x00b\r\n', 'c\x00'] */
         json_auto_t *lines = nbjson_splitlines(text, sizeof(text) - 1);
@@ -651,10 +680,11 @@ static void test_dumps_large(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_format_real), cmocka_unit_test(test_format_real_round_trip),
-                cmocka_unit_test(test_splitlines),  cmocka_unit_test(test_splitlines_nul),
-                cmocka_unit_test(test_dumps),       cmocka_unit_test(test_dumps_nul_keys),
-                cmocka_unit_test(test_dumps_misc),  cmocka_unit_test(test_dumps_large),
+                cmocka_unit_test(test_format_real),    cmocka_unit_test(test_format_real_round_trip),
+                cmocka_unit_test(test_splitlines),     cmocka_unit_test(test_splitlines_nul),
+                cmocka_unit_test(test_join_lines),     cmocka_unit_test(test_dumps),
+                cmocka_unit_test(test_dumps_nul_keys), cmocka_unit_test(test_dumps_misc),
+                cmocka_unit_test(test_dumps_large),
         };
 
         return cmocka_run_group_tests_name("nbjson", tests, NULL, NULL);
