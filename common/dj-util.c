@@ -198,9 +198,7 @@ const char *format_duration(char *buf, size_t n, uint64_t usec) {
         return buf;
 }
 
-/* The length of the valid sequence at s (at most n bytes), or 0 with *ret_bad set to the length of the
- * maximal subpart to replace. */
-static size_t utf8_sequence(const unsigned char *s, size_t n, size_t *ret_bad) {
+size_t utf8_sequence(const unsigned char *s, size_t n, size_t *ret_bad) {
         unsigned char lo = 0x80, hi = 0xBF;
         size_t need, i;
 

@@ -45,6 +45,10 @@ const char *format_duration(char *buf, size_t n, uint64_t usec);
 /* getpid() without a system call after the first (the daemon never forks without exec). */
 pid_t getpid_cached(void);
 
+/* The length of the valid UTF-8 sequence at s (at most n bytes, n > 0; NUL counts as invalid), or 0 with
+ * *ret_bad set to the length of the maximal invalid subpart there. */
+size_t utf8_sequence(const unsigned char *s, size_t n, size_t *ret_bad);
+
 /* A copy of s[0..len) that is valid UTF-8: each maximal invalid subpart (a stray continuation byte, a
  * truncated sequence, an overlong form, a surrogate, a code point past U+10FFFF) and each NUL byte become
  * U+FFFD. NUL-terminated; NULL on OOM. */

@@ -673,7 +673,7 @@ static void notebooks_watch(Exports *x) {
         int r;
 
         r = mkdir_parents(root, 0700);
-        if (r >= 0 || r == -EEXIST) {
+        if (r >= 0) {
                 /* The root may be a symbolic link (only what is under it may not): watch where it leads. */
                 real = realpath(root, NULL);
                 r = real ? watch_new_files(x->daemon->loop, real, notebook_file, 1 /* root/SLUG/ */,

@@ -25,13 +25,6 @@ unsigned datalab_block_from_string(const char *s) {
         return 0;
 }
 
-const char *datalab_block_to_string(DatalabBlock b) {
-        for (size_t i = 0; i < ELEMENTSOF(block_names); i++)
-                if (b == (1u << i))
-                        return block_names[i];
-        return NULL;
-}
-
 bool datalab_name_valid(const char *name) {
         size_t n = name ? strlen(name) : 0;
 
@@ -246,8 +239,7 @@ int datalab_templates_load(char *const *dirs, DatalabTemplates **ret, char ***re
                         continue;
                 }
                 while ((de = readdir(dir))) {
-                        size_t n = strlen(de->d_name);
-                        if (de->d_name[0] == '.' || n < 6 || !streq(de->d_name + n - 5, ".json"))
+                        if (de->d_name[0] == '.' || !endswith(de->d_name, ".json"))
                                 continue;
                         _cleanup_free_ char *path = path_join(*d, de->d_name);
                         _cleanup_(datalab_template_freep) DatalabTemplate *t = NULL;
@@ -288,7 +280,7 @@ int datalab_templates_load(char *const *dirs, DatalabTemplates **ret, char ***re
 /* Markdown text that shows as itself: every ASCII punctuation character that can start or end Markdown
  * syntax is backslash-escaped (CommonMark allows a backslash before any of them), and line breaks become
  * spaces so a value stays inside its line. */
-static int md_escape(FILE *f, const char *s) {
+static void md_escape(FILE *f, const char *s) {
         for (; s && *s; s++) {
                 unsigned char c = (unsigned char) *s;
                 if (c == '\n' || c == '\r' || c == '\v' || c == '\f' || (c >= 0x1c && c <= 0x1e))
@@ -305,7 +297,6 @@ static int md_escape(FILE *f, const char *s) {
                 else
                         fputc(c, f);
         }
-        return ferror(f) ? -ENOMEM : 0;
 }
 
 typedef struct RenderVars {
@@ -369,7 +360,9 @@ static char *render_source(const char *src, bool code, const RenderVars *v) {
                 p = end + 2;
         }
         fputs(p, f);
-        if (fclose(f) != 0 || !buf) {
+        /* A write that failed (out of memory) marks the stream: the text would be cut short. */
+        bool failed = ferror(f);
+        if (fclose(f) != 0 || failed || !buf) {
                 free(buf);
                 return NULL;
         }
@@ -387,7 +380,7 @@ static json_t *cell_id(const char *slug, size_t index) {
 int datalab_input_format(json_t *doc, char **ret, size_t *ret_len) {
         _cleanup_free_ char *data = NULL, *header = NULL, *out = NULL;
         json_t *ws = json_object_get(doc, "workspace"), *blocks;
-        size_t data_len;
+        size_t data_len, header_len;
         int r;
 
         if (!json_is_object(doc) || !json_is_object(ws))
@@ -400,12 +393,11 @@ int datalab_input_format(json_t *doc, char **ret, size_t *ret_len) {
         if (!blocks)
                 return -ENOMEM;
         _cleanup_(json_decrefp) json_t *h = json_pack("{s:O,s:o}", "workspace", ws, "blocks", blocks);
-        if (!h || nbjson_dumps(h, 0, &header, NULL) < 0)
+        if (!h || nbjson_dumps(h, 0, &header, &header_len) < 0)
                 return -ENOMEM;
         r = nbjson_dumps(doc, NBJSON_INDENT | NBJSON_PYTHON_EMBED, &data, &data_len);
         if (r < 0)
                 return r;
-        size_t header_len = strlen(header);
         out = malloc(header_len + 1 + data_len + 1);
         if (!out)
                 return -ENOMEM;
@@ -422,36 +414,15 @@ static bool data_text_ok(const char *s, size_t len) {
         const unsigned char *p = (const unsigned char *) s, *end = p + len;
 
         while (p < end) {
-                unsigned char c = *p;
-                size_t n;
-                uint32_t cp;
+                size_t bad, n = utf8_sequence(p, (size_t) (end - p), &bad);
 
-                if (c < 0x80) {
-                        if (c == '\'' || c == 0 || c == '\r' || c == '\v' || c == '\f' ||
-                            (c >= 0x1c && c <= 0x1e))
-                                return false;
-                        p++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf)
-                        n = 2, cp = c & 0x1f;
-                else if (c >= 0xe0 && c <= 0xef)
-                        n = 3, cp = c & 0x0f;
-                else if (c >= 0xf0 && c <= 0xf4)
-                        n = 4, cp = c & 0x07;
-                else
+                if (n == 0) /* invalid, or a NUL */
                         return false;
-                if ((size_t) (end - p) < n)
+                if (n == 1 && strchr("'\r\v\f\x1c\x1d\x1e", *p))
                         return false;
-                for (size_t i = 1; i < n; i++) {
-                        if ((p[i] & 0xc0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3f);
-                }
-                if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-                    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+                if (n == 2 && p[0] == 0xc2 && p[1] == 0x85) /* U+0085 */
                         return false;
-                if (cp == 0x85 || cp == 0x2028 || cp == 0x2029)
+                if (n == 3 && p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) /* U+2028/9 */
                         return false;
                 p += n;
         }
@@ -590,7 +561,7 @@ int datalab_open_dir(const char *root, const char *slug, bool create, DjError *r
                                           "'%s' is not a valid directory name", slug);
         if (create) {
                 r = mkdir_parents(root, 0700);
-                if (r < 0 && r != -EEXIST)
+                if (r < 0)
                         return dj_error_set(reterr, DJ_E_INTERNAL, "cannot create %s: %s", root,
                                             strerror(-r));
         }
@@ -755,9 +726,11 @@ static char *first_heading(json_t *cells) {
                         next = strchr(line, '\n');
                         if (next)
                                 *next++ = 0;
-                        if (line[0] != '#')
+                        /* An ATX heading: 1 to 6 '#', then a space, a tab or the end ("#tag" is none). */
+                        size_t k = strspn(line, "#");
+                        if (k == 0 || k > 6 || !strchr(" \t\r", line[k]))
                                 continue;
-                        line += strspn(line, "#");
+                        line += k;
                         line += strspn(line, " \t");
                         line[strcspn(line, "\r")] = 0;
                         if (*line)
@@ -778,7 +751,7 @@ json_t *datalab_notebook_info(int dirfd, const char *dir_path, const char *name)
         if (!path)
                 return NULL;
         size_t n = strlen(name);
-        slug = strndup(name, n > 6 && streq(name + n - 6, ".ipynb") ? n - 6 : n);
+        slug = strndup(name, endswith(name, ".ipynb") ? n - strlen(".ipynb") : n);
         if (!slug)
                 return NULL;
         if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)

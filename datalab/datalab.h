@@ -68,9 +68,8 @@ const DatalabTemplate *datalab_templates_find(const DatalabTemplates *s, const c
 /* Names: a template slug or a notebook name (without ".ipynb"): [A-Za-z0-9][A-Za-z0-9._-]*, at most
  * DATALAB_NAME_MAX, no "..": nothing that can leave its directory. */
 bool datalab_name_valid(const char *name);
-/* Block names <-> DatalabBlock ("schema"...); 0 for an unknown name. */
+/* The DatalabBlock of a block name ("schema"...); 0 for an unknown name. */
 unsigned datalab_block_from_string(const char *s);
-const char *datalab_block_to_string(DatalabBlock b);
 
 /* Lower-case hex SHA-256 of data (ret: 65 bytes with the NUL). */
 #define DATALAB_SHA256_HEX 65

@@ -184,6 +184,10 @@ static void test_input_refused(void **state) {
                 "{\"workspace\":{\"name\":\"n\",\"slug\":\"s\",\"path\":\"/p\"}}\n{\"a\": \"\xe2\x80\xa8\"}",
                 "{\"workspace\":{\"name\":\"n\",\"slug\":\"s\",\"path\":\"/p\"}}\n{\"a\": \"\xc3\"}",
                 "{\"workspace\":{\"name\":\"n\",\"slug\":\"s\",\"path\":\"/p\"}}\n{\"a\": \"x\r\"}",
+                "{\"workspace\":{\"name\":\"n\",\"slug\":\"s\",\"path\":\"/p\"}}\n{\"a\": \"x\x1d\"}",
+                "{\"workspace\":{\"name\":\"n\",\"slug\":\"s\",\"path\":\"/p\"}}\n{\"a\": \"\xc2\x85\"}",
+                "{\"workspace\":{\"name\":\"n\",\"slug\":\"s\",\"path\":\"/p\"}}\n{\"a\": \"\xe2\x80\xa9\"}",
+                "{\"workspace\":{\"name\":\"n\",\"slug\":\"s\",\"path\":\"/p\"}}\n{\"a\": \"\xed\xa0\x80\"}",
                 "{\"workspace\":{\"name\":\"n\",\"slug\":\"s\",\"path\":\"/p\"}}\n[1]",
                 "[]\n{}",
         };
@@ -370,7 +374,8 @@ static void test_notebook_info(void **state) {
                            "\"description\":\"D\"}},\"nbformat\":4,\"nbformat_minor\":5}";
         const char *theirs =
                 "{\"cells\":[{\"cell_type\":\"code\",\"source\":\"# no\"},{\"cell_type\":\"markdown\","
-                "\"source\":[\"text\\n\",\"## My  study\\r\\n\"]}],\"metadata\":{},\"nbformat\":4}";
+                "\"source\":[\"#hashtag\\n\",\"####### seven\\n\",\"text\\n\",\"## My  study\\r\\n\"]}],"
+                "\"metadata\":{},\"nbformat\":4}";
         char hex[DATALAB_SHA256_HEX];
         json_t *info;
 
