@@ -414,11 +414,18 @@ static bool data_text_ok(const char *s, size_t len) {
         const unsigned char *p = (const unsigned char *) s, *end = p + len;
 
         while (p < end) {
-                size_t bad, n = utf8_sequence(p, (size_t) (end - p), &bad);
+                size_t bad, n;
 
-                if (n == 0) /* invalid, or a NUL */
-                        return false;
-                if (n == 1 && strchr("'\r\v\f\x1c\x1d\x1e", *p))
+                /* Megabytes of mostly ASCII: its bytes are checked here, without a call each. */
+                if (*p < 0x80) {
+                        if (*p == '\'' || *p == 0 || *p == '\r' || *p == '\v' || *p == '\f' ||
+                            (*p >= 0x1c && *p <= 0x1e))
+                                return false;
+                        p++;
+                        continue;
+                }
+                n = utf8_sequence(p, (size_t) (end - p), &bad);
+                if (n == 0)
                         return false;
                 if (n == 2 && p[0] == 0xc2 && p[1] == 0x85) /* U+0085 */
                         return false;
